@@ -1,0 +1,70 @@
+"""In-memory state of simulated Proxmox VE nodes, shared by the HTTP API and the SSH host.
+
+One `SimNode` is one standalone PVE host: its own HTTPS port, SSH port, latency and guests.
+The HTTP side (``http.py``) owns guest configs, tasks and locks; the SSH side (``ssh.py``,
+``sandbox.py``) owns each container's real directory tree. Both mutate the same objects on
+the same event loop, so no locking is needed.
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+GuestType = Literal["lxc", "qemu"]
+GuestStatus = Literal["running", "stopped"]
+
+
+@dataclass
+class SimGuest:
+    """A guest on a node. QEMU guests exist only so VMIDs are shared the way Proxmox shares them."""
+
+    vmid: int
+    type: GuestType
+    # The guest's config as Proxmox stores it: string keys and values ("cores": "2",
+    # "net0": "name=eth0,bridge=vmbr0,ip=dhcp", "features": "nesting=1", "rootfs": "local-lvm:vm-100-disk-0,size=8G").
+    config: dict[str, str]
+    status: GuestStatus = "stopped"
+    lock: str | None = None
+    # Real directory tree of an LXC guest once its create task has populated it.
+    rootfs: Path | None = None
+    started_at: float | None = None
+    # IPv4/IPv6 addresses the guest reports through /lxc/{vmid}/interfaces once running.
+    ipv4: str | None = None
+    ipv6: str | None = None
+
+    @property
+    def uptime(self) -> int:
+        return int(time.time() - self.started_at) if self.started_at and self.status == "running" else 0
+
+
+@dataclass
+class SimStorage:
+    name: str
+    type: str  # "dir", "lvmthin", ...
+    content: set[str]  # {"vztmpl", "iso", "backup"} or {"rootdir", "images"}
+    total: int = 100 * 1024**3
+    used: int = 10 * 1024**3
+    # volid -> size in bytes for vztmpl content, e.g. "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+    volumes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SimBridge:
+    iface: str
+    cidr: str | None = None
+    active: bool = True
+
+
+@dataclass
+class SimTask:
+    upid: str
+    node: str
+    type: str  # "vzcreate", "vzstart", "vzstop", "vzshutdown", "vzreboot", "vzdestroy"
+    id: str  # the vmid as a string
+    user: str  # "root@pam!infrahaus"
+    starttime: int
+    status: Literal["running", "stopped"] = "running"
+    exitstatus: str | None = None  # "OK", "WARNINGS: 1", or the error message
+    log: list[str] = field(default_factory=list)
+    endtime: int | None = None

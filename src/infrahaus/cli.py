@@ -1,0 +1,39 @@
+"""The `infrahaus` command line: one verb per module under `infrahaus.commands`."""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# verb -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`.
+VERBS: dict[str, tuple[str, str]] = {
+    "pvesim": ("infrahaus.commands.pvesim", "run the Proxmox VE simulator (HTTPS API + SSH host) on its own"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infrahaus",
+        description="infrahaus: a self-hosted, headless control plane for LXC containers on Proxmox VE.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, (module_name, help_text) in VERBS.items():
+        module = importlib.import_module(module_name)
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    result: int = args._run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Shared fixtures live in plugin modules under tests/fixtures, one per concern."""
+
+pytest_plugins = [
+    "tests.fixtures.services",
+]
