@@ -1,0 +1,10 @@
+"""All models, imported so that the metadata (migrations, truncation in tests, key rotation) sees every table.
+
+Each aggregate adds its module import here.
+"""
+
+from infrahaus_domain.models.base import UUIDv7AuditBase, metadata
+from infrahaus_domain.models.nodes import Node, VmidReservation
+from infrahaus_domain.models.users import ApiToken, User
+
+__all__ = ["ApiToken", "Node", "UUIDv7AuditBase", "User", "VmidReservation", "metadata"]
