@@ -1,0 +1,156 @@
+"""Users (created on first login), personal API tokens, and the credential check against Proxmox."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from sqlalchemy import select, update
+
+from infrahaus_domain.errors import (
+    AuthenticationFailed,
+    FieldError,
+    NotFoundError,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from infrahaus_domain.models.users import ApiToken, User
+from infrahaus_domain.settings import AuthServer
+
+TOKEN_PREFIX = "ihs_"  # noqa: S105 - a format tag, not a secret
+# last_used_at is informational: write it at most once a minute per token, not on every request.
+_LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+class TfaNotSupported(AuthenticationFailed):
+    code = "tfa_not_supported"
+
+
+class AuthServerUnreachable(UpstreamUnavailable):
+    code = "auth_server_unreachable"
+
+
+class UserRepository(SQLAlchemyAsyncRepository[User]):
+    model_type = User
+
+
+class UserService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
+    repository_type = UserRepository
+
+    async def record_login(self, auth_server: str, userid: str) -> User:
+        """Find or create the user keyed by (auth server, userid) and stamp the login time."""
+        now = datetime.now(UTC)
+        user = await self.repository.get_one_or_none(auth_server=auth_server, userid=userid)
+        if user is None:
+            user = User(auth_server=auth_server, userid=userid, display_name=userid, last_login_at=now)
+            return await self.repository.add(user)
+        user.last_login_at = now
+        return await self.repository.update(user)
+
+
+class ApiTokenRepository(SQLAlchemyAsyncRepository[ApiToken]):
+    model_type = ApiToken
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenRepository]):
+    repository_type = ApiTokenRepository
+
+    async def issue(self, user_id: uuid.UUID, name: str, expires_at: datetime | None) -> tuple[ApiToken, str]:
+        """Create a token; returns the row and the full token string, which is never stored or shown again."""
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise ValidationFailed([FieldError(field="expires_at", message="must carry a time zone (RFC 3339)")])
+            if expires_at <= datetime.now(UTC):
+                raise ValidationFailed([FieldError(field="expires_at", message="must be in the future")])
+        lookup_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        row = await self.repository.add(
+            ApiToken(
+                user_id=user_id, name=name, lookup_id=lookup_id, token_hash=_hash_secret(secret), expires_at=expires_at
+            )
+        )
+        return row, f"{TOKEN_PREFIX}{lookup_id}_{secret}"
+
+    async def list_active(self, user_id: uuid.UUID) -> list[ApiToken]:
+        """The user's tokens that are neither revoked nor expired, newest first."""
+        now = datetime.now(UTC)
+        rows = await self.repository.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+            .where((ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now))
+            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+        )
+        return list(rows)
+
+    async def revoke(self, user_id: uuid.UUID, token_id: uuid.UUID) -> None:
+        """Revoke one of the user's tokens; another user's token is `NotFoundError` like a missing one."""
+        result = await self.repository.session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == token_id, ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError("API token not found.")
+
+    async def authenticate(self, token: str) -> User | None:
+        """The user owning a valid (known, unrevoked, unexpired) token, else None."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        lookup_id, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
+        if not sep or not secret or len(lookup_id) != 16:
+            return None
+        session = self.repository.session
+        row = (
+            await session.execute(
+                select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.lookup_id == lookup_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        api_token, user = row.tuple()
+        now = datetime.now(UTC)
+        if not hmac.compare_digest(api_token.token_hash, _hash_secret(secret)):
+            return None
+        if api_token.revoked_at is not None or (api_token.expires_at is not None and api_token.expires_at <= now):
+            return None
+        if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
+            await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
+        return user
+
+
+async def verify_proxmox_login(server: AuthServer, userid: str, password: str, *, request_timeout: float = 10.0) -> str:
+    """Check credentials with the auth server's `/access/ticket`; return the userid Proxmox confirms.
+
+    The ticket is dropped: infrahaus keeps its own session. Raises `AuthenticationFailed` (one generic message),
+    `TfaNotSupported`, or `AuthServerUnreachable`.
+    """
+    from infrahaus_proxmox import ProxmoxClient, TlsPolicy
+    from infrahaus_proxmox.errors import ProxmoxAuthError, ProxmoxError, ProxmoxTfaRequired
+
+    if server.fingerprint:
+        tls = TlsPolicy.pinned(server.fingerprint)
+    elif server.verify:
+        tls = TlsPolicy.verified()
+    else:
+        tls = TlsPolicy.insecure()
+    try:
+        # Not idempotent in spirit (a login attempt counts): no retries.
+        async with ProxmoxClient(server.url, None, tls=tls, timeout=request_timeout, retries=0) as client:
+            ticket = await client.access.ticket(userid, password)
+    except ProxmoxTfaRequired:
+        raise TfaNotSupported(
+            "This account requires a second factor, which infrahaus login does not support; use an API token."
+        ) from None
+    except ProxmoxAuthError:
+        raise AuthenticationFailed("Invalid credentials.") from None
+    except ProxmoxError:
+        raise AuthServerUnreachable("The authentication server could not be reached.") from None
+    confirmed: str = ticket.username
+    return confirmed
