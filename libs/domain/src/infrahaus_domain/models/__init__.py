@@ -5,6 +5,27 @@ Each aggregate adds its module import here.
 
 from infrahaus_domain.models.base import UUIDv7AuditBase, metadata
 from infrahaus_domain.models.nodes import Node, VmidReservation
+from infrahaus_domain.models.templates import (
+    BucketPackage,
+    PackageBucket,
+    Template,
+    TemplateFile,
+    TemplatePackage,
+    TemplateScript,
+)
 from infrahaus_domain.models.users import ApiToken, User
 
-__all__ = ["ApiToken", "Node", "UUIDv7AuditBase", "User", "VmidReservation", "metadata"]
+__all__ = [
+    "ApiToken",
+    "BucketPackage",
+    "Node",
+    "PackageBucket",
+    "Template",
+    "TemplateFile",
+    "TemplatePackage",
+    "TemplateScript",
+    "UUIDv7AuditBase",
+    "User",
+    "VmidReservation",
+    "metadata",
+]
