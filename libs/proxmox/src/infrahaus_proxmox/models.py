@@ -350,6 +350,7 @@ class LxcRootfs(msgspec.Struct, kw_only=True):
         )
 
 
+_MASK = "'***'"
 _NET_KEY_RE = re.compile(r"^net(\d+)$")
 
 
@@ -482,7 +483,7 @@ class LxcCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{name}={'***' if name == 'password' and value is not None else repr(value)}"
+            f"{name}={_MASK if name == 'password' else repr(value)}"
             for name in self.__struct_fields__
             if (value := getattr(self, name)) is not None
         )

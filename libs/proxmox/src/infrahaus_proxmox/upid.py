@@ -14,7 +14,7 @@ _UPID_RE = re.compile(
     r"(?P<starttime>[0-9A-Fa-f]{8}):"
     r"(?P<type>[^:\s]+):"
     r"(?P<id>[^:\s]*):"
-    r"(?P<user>[^:\s]+):$"
+    r"(?P<user>[^:\s]+):\Z"
 )
 
 
