@@ -1,0 +1,1 @@
+"""The container creation pipeline, one module per step."""

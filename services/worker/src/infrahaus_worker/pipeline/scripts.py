@@ -1,0 +1,76 @@
+"""Step `scripts` (65-90): run the chosen scripts in the chosen order, each after the helper library.
+
+Both files are pushed into a per-operation directory (mode 700) inside the container and run as
+``bash -c 'source "$1"; source "$2"'`` with the paths as separate argv elements. Every output line is
+streamed to the live log; a non-zero exit fails the step with the exit code and the last lines.
+The directory is removed afterwards, also on failure.
+"""
+
+import time
+
+from infrahaus_proxmox.pct import PctTimeout
+from infrahaus_worker.helpers import helpers_script
+from infrahaus_worker.pipeline.env import PipelineEnv
+from infrahaus_worker.pipeline.failures import StepError, tail
+from infrahaus_worker.pipeline.plan import PlanError, ScriptPlan, check_name
+
+STEP = "scripts"
+START, END = 65, 90
+RUNNER = 'source "$1" && source "$2"'
+
+
+async def run(env: PipelineEnv) -> None:
+    scripts = env.plan.scripts
+    await env.reporter.step(STEP, START, f"Running {len(scripts)} script(s)")
+    if not scripts:
+        await env.reporter.progress(END, "No scripts to run")
+        return
+    for script in scripts:
+        try:
+            check_name(script.name, "script name")
+        except PlanError as exc:
+            raise StepError.of("validation_failed", str(exc), step=STEP) from None
+    workdir = env.workdir
+    helpers = f"{workdir}/infrahaus-helpers.sh"
+    await env.runner.exec(env.vmid, ["rm", "-rf", "--", workdir], timeout=30)
+    await env.runner.exec(env.vmid, ["mkdir", "-m", "700", "-p", "--", workdir], timeout=30)
+    try:
+        await env.runner.push(env.vmid, helpers_script(), helpers, mode=0o600)
+        for index, script in enumerate(scripts):
+            await run_script(env, script, helpers)
+            await env.reporter.progress(START + (END - START) * (index + 1) // len(scripts), f"{script.name} done")
+    finally:
+        await env.runner.exec(env.vmid, ["rm", "-rf", "--", workdir], timeout=30)
+    await env.reporter.progress(END, "Scripts finished")
+
+
+async def run_script(env: PipelineEnv, script: ScriptPlan, helpers: str) -> None:
+    path = f"{env.workdir}/{script.name}"
+    await env.runner.push(env.vmid, script.content.encode(), path, mode=0o700)
+    await env.reporter.line(f"==> {script.name}", stream="stdout", source=f"script:{script.name}")
+    started = time.monotonic()
+    argv = ["env", "HOME=/root", "DEBIAN_FRONTEND=noninteractive", "bash", "-c", RUNNER, script.name, helpers, path]
+    try:
+        result = await env.runner.exec(
+            env.vmid, argv, timeout=env.limits.script, on_line=env.line_sink(f"script:{script.name}")
+        )
+    except PctTimeout:
+        raise StepError.of(
+            "timeout", f"Script {script.name} ran longer than {env.limits.script:g}s", step=STEP, script=script.name
+        ) from None
+    duration = round(time.monotonic() - started, 2)
+    if result.exit_code != 0:
+        last = tail([line.text for line in result.lines])
+        raise StepError.of(
+            "script_failed",
+            f"Script {script.name} exited with code {result.exit_code}",
+            step=STEP,
+            script=script.name,
+            exit_code=result.exit_code,
+            last_lines=last,
+        )
+    await env.reporter.event(
+        "script_completed",
+        f"Script {script.name} completed",
+        {"script": script.name, "exit_code": 0, "duration_s": duration},
+    )
