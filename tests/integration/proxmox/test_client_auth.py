@@ -1,0 +1,175 @@
+"""ProxmoxClient authentication and TLS against the simulator, over real sockets."""
+
+import pytest
+
+from infrahaus_proxmox import (
+    LxcCreate,
+    ProxmoxAuthError,
+    ProxmoxPermissionError,
+    ProxmoxTfaRequired,
+    ProxmoxTlsError,
+    TicketAuth,
+    TlsPolicy,
+    TokenAuth,
+    fetch_certificate,
+)
+from infrahaus_proxmox.simulator import RunningNode, SimToken, Simulator
+from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE, DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_USER
+from tests.fixtures.proxmox_client import ClientFactory
+
+WRONG_FINGERPRINT = ":".join(["AA"] * 32)
+
+
+def _api(sim_node: RunningNode) -> list[tuple[str, str, int, str | None]]:
+    return [(r.method, r.path.removeprefix("/api2/json"), r.status, r.auth) for r in sim_node.requests]
+
+
+async def test_token_auth(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    version = await pve_client().version()
+    assert version.version.startswith("8.")
+    assert version.release
+    assert _api(sim_node) == [("GET", "/version", 200, "token")]
+
+
+async def test_ticket_auth_logs_in_lazily_and_sends_csrf_on_writes(
+    pve_client: ClientFactory, sim_node: RunningNode
+) -> None:
+    client = pve_client(TicketAuth(DEMO_USER, DEMO_PASSWORD))
+    assert sim_node.requests == []
+    nodes = await client.nodes.list()
+    assert [n.node for n in nodes] == ["pve"]
+    # A write: the simulator answers 401 "invalid csrf token" unless the header is right.
+    upid = await client.lxc.create("pve", _minimal_create(150))
+    status = await client.tasks.wait(upid, timeout=10)
+    assert status.succeeded
+    log = _api(sim_node)
+    assert log[0] == ("POST", "/access/ticket", 200, None)
+    assert log[1] == ("GET", "/nodes", 200, "ticket")
+    assert log[2] == ("POST", "/nodes/pve/lxc", 200, "ticket")
+    assert sum(1 for entry in log if entry[1] == "/access/ticket") == 1
+    # The password is never logged by the simulator either; the client sent it only to /access/ticket.
+    assert all("password" not in r.params or r.params["password"] == "********" for r in sim_node.requests)
+
+
+async def test_ticket_is_renewed_before_expiry(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    client = pve_client(TicketAuth(DEMO_USER, DEMO_PASSWORD, renew_after=0.0))
+    await client.version()
+    await client.version()
+    assert [p for _m, p, _s, _a in _api(sim_node)] == ["/access/ticket", "/version", "/access/ticket", "/version"]
+
+
+async def test_ticket_renewed_once_on_401(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    client = pve_client(TicketAuth(DEMO_USER, DEMO_PASSWORD))
+    await client.version()
+    sim_node.faults.fail_http(401, times=1, path_contains="/nodes", reason="permission denied - invalid PVE ticket")
+    await client.nodes.list()
+    assert [(p, s) for _m, p, s, _a in _api(sim_node)] == [
+        ("/access/ticket", 200),
+        ("/version", 200),
+        ("/nodes", 401),
+        ("/access/ticket", 200),
+        ("/nodes", 200),
+    ]
+    # A second 401 in a row is not papered over.
+    sim_node.faults.fail_http(401, times=2, path_contains="/nodes", reason="permission denied - invalid PVE ticket")
+    with pytest.raises(ProxmoxAuthError, match="invalid PVE ticket"):
+        await client.nodes.list()
+
+
+async def test_wrong_password(pve_client: ClientFactory) -> None:
+    client = pve_client(TicketAuth(DEMO_USER, "not-the-password-123"))
+    with pytest.raises(ProxmoxAuthError, match="authentication failure") as caught:
+        await client.version()
+    assert "not-the-password-123" not in str(caught.value)
+    anonymous = pve_client(anonymous=True)
+    with pytest.raises(ProxmoxAuthError):
+        await anonymous.access.ticket(DEMO_USER, "not-the-password-123")
+
+
+async def test_access_ticket_and_tfa(pve_client: ClientFactory, simulator: Simulator) -> None:
+    client = pve_client(anonymous=True)
+    ticket = await client.access.ticket("root", DEMO_PASSWORD, realm="pam")
+    assert ticket.username == DEMO_USER
+    assert ticket.ticket.startswith("PVE:root@pam:")
+    assert ticket.csrf_token
+    assert ticket.ticket not in repr(ticket)
+    simulator.config.tfa_users.add(DEMO_USER)
+    with pytest.raises(ProxmoxTfaRequired):
+        await client.access.ticket(DEMO_USER, DEMO_PASSWORD)
+
+
+async def test_wrong_token_secret(pve_client: ClientFactory) -> None:
+    client = pve_client(TokenAuth(DEMO_TOKEN_ID, "wrong-secret-0000"))
+    with pytest.raises(ProxmoxAuthError) as caught:
+        await client.nodes.list()
+    assert caught.value.status == 401
+    assert "wrong-secret-0000" not in str(caught.value)
+    assert "wrong-secret-0000" not in repr(client)
+
+
+async def test_revoked_token(pve_client: ClientFactory, simulator: Simulator) -> None:
+    client = pve_client()
+    await client.version()
+    simulator.config.tokens[DEMO_TOKEN_ID].revoked = True
+    with pytest.raises(ProxmoxAuthError, match="no such token"):
+        await client.version()
+
+
+async def test_permission_denied_for_separated_token(pve_client: ClientFactory, simulator: Simulator) -> None:
+    simulator.config.tokens["root@pam!readonly"] = SimToken(secret="ro-secret", privsep=True, privileges={})
+    client = pve_client(TokenAuth("root@pam!readonly", "ro-secret"))
+    with pytest.raises(ProxmoxPermissionError, match=r"Permission check failed \(/nodes/pve, Sys.Audit\)") as caught:
+        await client.nodes.status("pve")
+    assert caught.value.status == 403
+    permissions = await client.access.permissions("/vms/100")
+    assert permissions == {"/vms/100": {}}
+    root = await pve_client().access.permissions("/vms/100")
+    assert root["/vms/100"]["VM.Allocate"] is True
+
+
+async def test_fetch_certificate(sim_node: RunningNode) -> None:
+    info = await fetch_certificate("127.0.0.1", sim_node.api_port)
+    assert info.fingerprint_sha256 == sim_node.fingerprint
+    assert "PVE Cluster Node" in info.subject
+    assert info.not_before < info.not_after
+    assert info.pem.strip() == sim_node.certificate_pem.strip()
+    # The probe is a bare handshake: the API saw no request.
+    assert sim_node.requests == []
+
+
+async def test_pinned_fingerprint_mismatch_sends_nothing(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    client = pve_client(tls=TlsPolicy.pinned(WRONG_FINGERPRINT))
+    with pytest.raises(ProxmoxTlsError, match="expected the pinned") as caught:
+        await client.nodes.list()
+    assert sim_node.fingerprint in str(caught.value)
+    assert sim_node.requests == []
+    # The mismatch is not cached as trust: the next call checks again and fails again.
+    with pytest.raises(ProxmoxTlsError):
+        await client.version()
+    assert sim_node.requests == []
+
+
+async def test_pinned_fingerprint_in_another_notation(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    pin = sim_node.fingerprint.replace(":", "").lower()
+    assert (await pve_client(tls=TlsPolicy.pinned(pin)).version()).version
+
+
+async def test_verified_policy_refuses_self_signed_node(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    client = pve_client(tls=TlsPolicy.verified(), retries=0)
+    with pytest.raises(ProxmoxTlsError, match="TLS verification"):
+        await client.version()
+    assert sim_node.requests == []
+
+
+async def test_verified_policy_with_cluster_ca(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    ca_pem = sim_node.certificate.ca_path.read_text()
+    assert (await pve_client(tls=TlsPolicy.verified(ca_pem=ca_pem)).version()).version
+
+
+async def test_insecure_policy_is_explicit_opt_out(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    assert (await pve_client(tls=TlsPolicy.insecure()).version()).version
+    assert _api(sim_node) == [("GET", "/version", 200, "token")]
+
+
+def _minimal_create(vmid: int) -> LxcCreate:
+    return LxcCreate(vmid=vmid, ostemplate=DEMO_OSTEMPLATE, rootfs="local-lvm:4", hostname=f"ct-{vmid}")
