@@ -4,6 +4,14 @@ Each aggregate adds its module import here.
 """
 
 from infrahaus_domain.models.base import UUIDv7AuditBase, metadata
+from infrahaus_domain.models.containers import (
+    Container,
+    DiscoveredService,
+    Event,
+    IdempotencyKey,
+    Operation,
+    ServiceCredential,
+)
 from infrahaus_domain.models.nodes import Node, VmidReservation
 from infrahaus_domain.models.templates import (
     BucketPackage,
@@ -18,8 +26,14 @@ from infrahaus_domain.models.users import ApiToken, User
 __all__ = [
     "ApiToken",
     "BucketPackage",
+    "Container",
+    "DiscoveredService",
+    "Event",
+    "IdempotencyKey",
     "Node",
+    "Operation",
     "PackageBucket",
+    "ServiceCredential",
     "Template",
     "TemplateFile",
     "TemplatePackage",
