@@ -68,3 +68,28 @@ class SimTask:
     exitstatus: str | None = None  # "OK", "WARNINGS: 1", or the error message
     log: list[str] = field(default_factory=list)
     endtime: int | None = None
+
+
+@dataclass
+class SimNode:
+    """One simulated PVE host: its guests (LXC and QEMU share the VMID space), storages, bridges and tasks."""
+
+    name: str
+    # Per-node directory: TLS certificate, SSH host key, and the container trees under ``ct/``.
+    data_dir: Path
+    guests: dict[int, SimGuest] = field(default_factory=dict)
+    storages: dict[str, SimStorage] = field(default_factory=dict)
+    bridges: dict[str, SimBridge] = field(default_factory=dict)
+    tasks: dict[str, SimTask] = field(default_factory=dict)
+    booted_at: float = field(default_factory=time.time)
+    cpus: int = 8
+    memory_total: int = 32 * 1024**3
+
+    def config_path(self, vmid: int, type: GuestType = "lxc") -> str:
+        """The guest's config file as Proxmox names it in error messages (relative to /etc/pve)."""
+        kind = "lxc" if type == "lxc" else "qemu-server"
+        return f"nodes/{self.name}/{kind}/{vmid}.conf"
+
+    @property
+    def uptime(self) -> int:
+        return int(time.time() - self.booted_at)
