@@ -6,13 +6,16 @@ keyed by its directory `source_dir`, shared and read-only) or created through th
 """
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from infrahaus_domain.models.base import UUIDv7AuditBase
+from infrahaus_domain.templates.validation import FilePolicy, PackageManager
+
+TemplateSource = Literal["filesystem", "custom"]
 
 # advanced-alchemy's JsonB adds an Oracle variant that breaks on SQLAlchemy 2.1; jsonb on PostgreSQL is all we need.
 JsonList = JSON().with_variant(JSONB(), "postgresql")
@@ -44,7 +47,7 @@ class Template(UUIDv7AuditBase):
     nesting: Mapped[bool] = mapped_column(Boolean, default=False)
     keyctl: Mapped[bool] = mapped_column(Boolean, default=False)
     fuse: Mapped[bool] = mapped_column(Boolean, default=False)
-    source: Mapped[str] = mapped_column(String(16))
+    source: Mapped[TemplateSource] = mapped_column(String(16))
     owner_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
     )
@@ -89,7 +92,7 @@ class TemplateFile(UUIDv7AuditBase):
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(128))
     target_path: Mapped[str] = mapped_column(String(255))
-    policy: Mapped[str] = mapped_column(String(16))
+    policy: Mapped[FilePolicy] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(String(4), default="0644")
     content: Mapped[str] = mapped_column(Text)
 
@@ -104,7 +107,7 @@ class TemplatePackage(UUIDv7AuditBase):
     template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(214))
-    manager: Mapped[str] = mapped_column(String(16))
+    manager: Mapped[PackageManager] = mapped_column(String(16))
     version: Mapped[str | None] = mapped_column(String(128), default=None)
     bucket: Mapped[str | None] = mapped_column(String(64), default=None)
 
@@ -136,5 +139,5 @@ class BucketPackage(UUIDv7AuditBase):
 
     bucket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("package_buckets.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(214))
-    manager: Mapped[str] = mapped_column(String(16))
+    manager: Mapped[PackageManager] = mapped_column(String(16))
     version: Mapped[str | None] = mapped_column(String(128), default=None)

@@ -337,14 +337,16 @@ def parse_scripts(directory: Path, root: Path) -> list[ScriptIn]:
     return scripts
 
 
-def parse_package_lines(text: str) -> list[str]:
-    """Package specs from a package list: blank lines and ``#`` comments (whole-line or inline) dropped."""
+def parse_package_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, package spec) pairs from a package list; blank lines and ``#`` comments are dropped.
+
+    A ``#`` starts a comment at the start of a line or after whitespace, as in the shell.
+    """
     specs = []
-    for line in text.splitlines():
-        # "#" starts a comment at the start of a line or after whitespace, as in the shell.
+    for number, line in enumerate(text.splitlines(), start=1):
         spec = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
         if spec:
-            specs.append(spec)
+            specs.append((number, spec))
     return specs
 
 
@@ -365,11 +367,11 @@ def parse_packages(directory: Path, root: Path) -> list[PackageIn]:
             group = v.validate_label(path.stem, "package group")
         except v.UnsafeValueError as exc:
             raise TemplateFormatError(f"{relative}: {exc}") from exc
-        for number, spec in enumerate(parse_package_lines(_read_text(path, root)), start=1):
+        for number, spec in parse_package_lines(_read_text(path, root)):
             try:
                 name, version = v.parse_package_spec(manager, spec)
             except v.UnsafeValueError as exc:
-                raise TemplateFormatError(f"{relative} entry {number} ({spec[:60]!r}): {exc}") from exc
+                raise TemplateFormatError(f"{relative} line {number}: {exc}") from exc
             if (manager, name) in seen:
                 continue
             seen.add((manager, name))

@@ -2,13 +2,12 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
+from infrahaus_domain.models.templates import TemplateSource
 from infrahaus_domain.templates.validation import FilePolicy, PackageManager
-
-TemplateSource = Literal["filesystem", "custom"]
 
 Cores = Annotated[int, msgspec.Meta(ge=1, le=512)]
 MemoryMb = Annotated[int, msgspec.Meta(ge=16, le=4 * 1024 * 1024)]

@@ -9,7 +9,10 @@ characters (``>=``, ``~``, ``*``) and therefore must always be quoted by the cal
 
 import posixpath
 import re
-from typing import Final, Literal, get_args
+from collections.abc import Callable
+from typing import Final, Literal, TypeVar, get_args
+
+from infrahaus_domain.errors import FieldError, ValidationFailed
 
 PackageManager = Literal["apt", "npm", "pip", "custom"]
 FilePolicy = Literal["replace", "default", "backup"]
@@ -21,8 +24,36 @@ MAX_CONTENT_BYTES: Final = 1024 * 1024
 MAX_DESCRIPTION_CHARS: Final = 2000
 
 
+T = TypeVar("T")
+
+
 class UnsafeValueError(ValueError):
     """A value outside its allow-list; ``str(exc)`` is the user-facing reason."""
+
+
+class FieldErrors:
+    """Collects field errors so that one 422 reports every problem at once.
+
+    ``errors.check("files[0].target_path", validate_target_path, value)`` records the message under the field
+    and returns the value (normalised when valid); ``errors.raise_if_any()`` raises `ValidationFailed`.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.errors.append(FieldError(field=field, message=message))
+
+    def check(self, field: str, validate: Callable[[T], T], value: T) -> T:
+        try:
+            return validate(value)
+        except UnsafeValueError as exc:
+            self.add(field, str(exc))
+            return value
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.errors)
 
 
 _SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

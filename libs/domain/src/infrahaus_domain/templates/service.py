@@ -1,0 +1,432 @@
+"""Templates: validation, visibility (shared filesystem templates + the caller's own), atomic child replacement."""
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from sqlalchemy import String, and_, cast, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from infrahaus_domain.errors import ConflictError, FieldError, NotFoundError, ValidationFailed
+from infrahaus_domain.models.templates import (
+    BucketPackage,
+    PackageBucket,
+    Template,
+    TemplateFile,
+    TemplatePackage,
+    TemplateScript,
+    TemplateSource,
+)
+from infrahaus_domain.templates import validation as v
+from infrahaus_domain.templates.schemas import (
+    FileIn,
+    FileRead,
+    PackageIn,
+    PackageRead,
+    ScriptIn,
+    ScriptRead,
+    TemplatePage,
+    TemplateRead,
+    TemplateSummary,
+    TemplateWrite,
+)
+from infrahaus_domain.templates.validation import FieldErrors
+
+MAX_CHILDREN = 500
+
+
+class TemplateReadOnly(ConflictError):  # noqa: N818 - reads as the condition, like the other domain errors
+    """A filesystem template: it changes only through its directory and `discover`."""
+
+    code = "template_read_only"
+
+
+def validate_template(data: TemplateWrite) -> TemplateWrite:
+    """Check every field against its allow-list; return the normalised template or raise `ValidationFailed`.
+
+    Normalises: tags lowercased and deduplicated, modes as four octal digits, bare pip versions as ``==x``,
+    scripts ordered by (position, list order) and renumbered 0, 1, 2, ...
+    """
+    errors = FieldErrors()
+    errors.check("name", v.validate_template_name, data.name)
+    errors.check("description", v.validate_text, data.description)
+    tags: list[str] = []
+    for i, tag in enumerate(data.tags):
+        normalised = errors.check(f"tags[{i}]", v.validate_tag, tag).lower()
+        if normalised not in tags:
+            tags.append(normalised)
+    if data.os_template is not None:
+        errors.check("os_template", v.validate_os_template, data.os_template)
+    errors.check("storage", v.validate_storage, data.storage)
+    errors.check("bridge", v.validate_bridge, data.bridge)
+    for field, items in (("scripts", data.scripts), ("files", data.files), ("packages", data.packages)):
+        if len(items) > MAX_CHILDREN:
+            errors.add(field, f"at most {MAX_CHILDREN} entries")
+
+    scripts = []
+    for i, script in enumerate(data.scripts):
+        errors.check(f"scripts[{i}].name", v.validate_script_name, script.name)
+        errors.check(f"scripts[{i}].content", v.validate_content, script.content)
+        errors.check(f"scripts[{i}].description", v.validate_text, script.description)
+        scripts.append((script.position if script.position is not None else i, i, script))
+    files = []
+    for i, file in enumerate(data.files):
+        errors.check(f"files[{i}].name", v.validate_file_name, file.name)
+        errors.check(f"files[{i}].target_path", v.validate_target_path, file.target_path)
+        errors.check(f"files[{i}].content", v.validate_content, file.content)
+        mode = errors.check(f"files[{i}].mode", v.validate_mode, file.mode)
+        files.append(
+            FileIn(name=file.name, target_path=file.target_path, content=file.content, policy=file.policy, mode=mode)
+        )
+    packages = []
+    for i, package in enumerate(data.packages):
+        errors.check(f"packages[{i}].name", partial(v.validate_package_name, package.manager), package.name)
+        version = package.version
+        if version is not None:
+            version = errors.check(
+                f"packages[{i}].version", partial(v.validate_package_version, package.manager), version
+            )
+        if package.bucket is not None:
+            errors.check(f"packages[{i}].bucket", v.validate_label, package.bucket)
+        packages.append(PackageIn(name=package.name, manager=package.manager, version=version, bucket=package.bucket))
+    errors.raise_if_any()
+    ordered = [
+        ScriptIn(name=s.name, content=s.content, position=n, description=s.description, enabled=s.enabled)
+        for n, (_, _, s) in enumerate(sorted(scripts, key=lambda item: (item[0], item[1])))
+    ]
+    return TemplateWrite(
+        name=data.name,
+        description=data.description,
+        tags=tags,
+        os_template=data.os_template,
+        cores=data.cores,
+        memory_mb=data.memory_mb,
+        swap_mb=data.swap_mb,
+        disk_gb=data.disk_gb,
+        storage=data.storage,
+        bridge=data.bridge,
+        unprivileged=data.unprivileged,
+        nesting=data.nesting,
+        keyctl=data.keyctl,
+        fuse=data.fuse,
+        scripts=ordered,
+        files=files,
+        packages=packages,
+    )
+
+
+# A unique-constraint violation raised while flushing, by the table it names, as the user should read it.
+_DUPLICATES = (
+    ("template_scripts", "scripts", "script names must be unique within a template"),
+    ("template_files", "files", "each (target_path, name) may appear once"),
+    ("template_packages", "packages", "each (manager, name) may appear once"),
+)
+
+
+@contextmanager
+def _integrity_as_validation(name: str) -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        message = str(exc.orig)
+        for table, field, text in _DUPLICATES:
+            if table in message:
+                raise ValidationFailed([FieldError(field=field, message=text)]) from None
+        if "uq_templates_owner_id_name" in message or "templates.owner_id, templates.name" in message:
+            raise ConflictError(f"You already have a template named {name!r}.") from None
+        if "uq_templates_source_dir" in message or "templates.source_dir" in message:
+            raise ConflictError("Another discovery run stored this template at the same time; run it again.") from None
+        raise
+
+
+def _children(data: TemplateWrite) -> tuple[list[TemplateScript], list[TemplateFile], list[TemplatePackage]]:
+    scripts = [
+        TemplateScript(
+            name=s.name, position=s.position or 0, content=s.content, description=s.description, enabled=s.enabled
+        )
+        for s in data.scripts
+    ]
+    files = [
+        TemplateFile(
+            position=i, name=f.name, target_path=f.target_path, policy=f.policy, mode=f.mode, content=f.content
+        )
+        for i, f in enumerate(data.files)
+    ]
+    packages = [
+        TemplatePackage(position=i, name=p.name, manager=p.manager, version=p.version, bucket=p.bucket)
+        for i, p in enumerate(data.packages)
+    ]
+    return scripts, files, packages
+
+
+def _set_fields(template: Template, data: TemplateWrite) -> None:
+    template.name = data.name
+    template.description = data.description
+    template.tags = list(data.tags)
+    template.os_template = data.os_template
+    template.cores = data.cores
+    template.memory_mb = data.memory_mb
+    template.swap_mb = data.swap_mb
+    template.disk_gb = data.disk_gb
+    template.storage = data.storage
+    template.bridge = data.bridge
+    template.unprivileged = data.unprivileged
+    template.nesting = data.nesting
+    template.keyctl = data.keyctl
+    template.fuse = data.fuse
+
+
+def encode_name_cursor(name: str, row_id: uuid.UUID) -> str:
+    """An opaque keyset cursor for lists ordered by (name, id)."""
+    return base64.urlsafe_b64encode(json.dumps([name, str(row_id)]).encode()).decode().rstrip("=")
+
+
+def decode_name_cursor(cursor: str) -> tuple[str, uuid.UUID]:
+    """The (name, id) of a cursor from `encode_name_cursor`; garbage is a 422 on the `cursor` field."""
+    try:
+        name, raw_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return str(name), uuid.UUID(raw_id)
+    except (binascii.Error, ValueError, TypeError):
+        raise ValidationFailed([FieldError(field="cursor", message="not a cursor from this list")]) from None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class TemplateRepository(SQLAlchemyAsyncRepository[Template]):
+    model_type = Template
+
+
+class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateRepository]):
+    repository_type = TemplateRepository
+
+    # ------------------------------------------------------------------ reads
+
+    async def list_page(
+        self,
+        user_id: uuid.UUID,
+        *,
+        q: str | None = None,
+        tag: str | None = None,
+        source: TemplateSource | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TemplatePage:
+        """Templates the user can see (filesystem + own custom), by name; `q` searches name and description."""
+        query = select(Template).where(or_(Template.source == "filesystem", Template.owner_id == user_id))
+        if q:
+            query = query.where(
+                or_(Template.name.icontains(q, autoescape=True), Template.description.icontains(q, autoescape=True))
+            )
+        if tag:
+            # Tags are validated to a charset JSON never escapes, so the serialised list contains "tag" exactly
+            # when the tag is present; this works the same on PostgreSQL (jsonb) and SQLite (JSON text).
+            query = query.where(cast(Template.tags, String).like(f'%"{_escape_like(tag.lower())}"%', escape="\\"))
+        if source:
+            query = query.where(Template.source == source)
+        if cursor:
+            name, last_id = decode_name_cursor(cursor)
+            query = query.where(or_(Template.name > name, and_(Template.name == name, Template.id > last_id)))
+        rows = list(await self.repository.session.scalars(query.order_by(Template.name, Template.id).limit(limit + 1)))
+        next_cursor = encode_name_cursor(rows[limit - 1].name, rows[limit - 1].id) if len(rows) > limit else None
+        return TemplatePage(items=[to_summary(t) for t in rows[:limit]], next_cursor=next_cursor)
+
+    async def get_visible(self, user_id: uuid.UUID, template_id: uuid.UUID) -> Template:
+        """A filesystem template or one of the user's; anything else is `NotFoundError`."""
+        template = await self.repository.get_one_or_none(id=template_id)
+        if template is None or (template.source == "custom" and template.owner_id != user_id):
+            raise NotFoundError("Template not found.")
+        return template
+
+    async def get_writable(self, user_id: uuid.UUID, template_id: uuid.UUID) -> Template:
+        """The user's own custom template; a filesystem template raises `TemplateReadOnly`."""
+        template = await self.get_visible(user_id, template_id)
+        if template.source == "filesystem":
+            raise TemplateReadOnly(
+                f"Template {template.name!r} comes from the templates directory; change it there and run discovery."
+            )
+        return template
+
+    # ------------------------------------------------------------------ writes
+
+    async def create_custom(self, user_id: uuid.UUID, data: TemplateWrite) -> Template:
+        """Validate and store a new custom template owned by the user."""
+        data = validate_template(data)
+        template = Template(source="custom", owner_id=user_id)
+        await self._store(template, data, new=True)
+        return template
+
+    async def replace(self, user_id: uuid.UUID, template_id: uuid.UUID, data: TemplateWrite) -> Template:
+        """Replace a custom template and all its children; on any failure nothing changes."""
+        data = validate_template(data)
+        template = await self.get_writable(user_id, template_id)
+        await self._store(template, data, new=False)
+        return template
+
+    async def delete_custom(self, user_id: uuid.UUID, template_id: uuid.UUID) -> None:
+        template = await self.get_writable(user_id, template_id)
+        await self.repository.delete(template.id)
+
+    async def add_packages_from_bucket(
+        self, user_id: uuid.UUID, template_id: uuid.UUID, bucket_id: uuid.UUID
+    ) -> Template:
+        """Copy the user's bucket's packages into the template (labelled with the bucket's name).
+
+        Packages already in the template (same manager and name) are left as they are.
+        """
+        template = await self.get_writable(user_id, template_id)
+        session = self.repository.session
+        bucket = await session.scalar(
+            select(PackageBucket).where(PackageBucket.id == bucket_id, PackageBucket.owner_id == user_id)
+        )
+        if bucket is None:
+            raise NotFoundError("Package bucket not found.")
+        present = {(p.manager, p.name) for p in template.packages}
+        position = max((p.position for p in template.packages), default=-1) + 1
+        package: BucketPackage
+        with _integrity_as_validation(template.name):
+            async with session.begin_nested():
+                for package in bucket.packages:
+                    if (package.manager, package.name) in present:
+                        continue
+                    template.packages.append(
+                        TemplatePackage(
+                            position=position,
+                            name=package.name,
+                            manager=package.manager,
+                            version=package.version,
+                            bucket=bucket.name,
+                        )
+                    )
+                    position += 1
+                await session.flush()
+        await session.refresh(template)
+        return template
+
+    async def _store(
+        self, template: Template, data: TemplateWrite, *, new: bool, content_hash: str | None = None
+    ) -> None:
+        """Write fields and children inside a savepoint: a failing child rolls everything back to before the call."""
+        session = self.repository.session
+        with _integrity_as_validation(data.name):
+            async with session.begin_nested():
+                _set_fields(template, data)
+                if content_hash is not None:
+                    template.content_hash = content_hash
+                if new:
+                    session.add(template)
+                else:
+                    # Old children go first: the unit of work would otherwise insert the new rows before deleting
+                    # the old ones and trip the uniqueness constraints on unchanged names.
+                    template.scripts.clear()
+                    template.files.clear()
+                    template.packages.clear()
+                    await session.flush()
+                scripts, files, packages = _children(data)
+                template.scripts.extend(scripts)
+                template.files.extend(files)
+                template.packages.extend(packages)
+                await session.flush()
+        await session.refresh(template)
+
+    # ------------------------------------------------------------------ filesystem sync (see discovery.py)
+
+    async def filesystem_templates(self) -> dict[str, Template]:
+        """Every filesystem template by its directory name."""
+        rows = await self.repository.session.scalars(select(Template).where(Template.source == "filesystem"))
+        return {t.source_dir: t for t in rows if t.source_dir is not None}
+
+    async def store_filesystem(
+        self, existing: Template | None, source_dir: str, data: TemplateWrite, content_hash: str
+    ) -> Template:
+        """Create or replace a filesystem template from its parsed directory (already validated)."""
+        template = existing or Template(source="filesystem", owner_id=None, source_dir=source_dir)
+        await self._store(template, data, new=existing is None, content_hash=content_hash)
+        return template
+
+    async def remove_filesystem(self, template: Template) -> None:
+        await self.repository.delete(template.id)
+
+
+def to_summary(template: Template) -> TemplateSummary:
+    return TemplateSummary(
+        id=template.id,
+        name=template.name,
+        description=template.description,
+        tags=list(template.tags),
+        os_template=template.os_template,
+        cores=template.cores,
+        memory_mb=template.memory_mb,
+        swap_mb=template.swap_mb,
+        disk_gb=template.disk_gb,
+        storage=template.storage,
+        bridge=template.bridge,
+        unprivileged=template.unprivileged,
+        nesting=template.nesting,
+        keyctl=template.keyctl,
+        fuse=template.fuse,
+        source=template.source,
+        owner_id=template.owner_id,
+        script_count=len(template.scripts),
+        file_count=len(template.files),
+        package_count=len(template.packages),
+        created_at=template.created_at,
+        updated_at=template.updated_at,
+    )
+
+
+def to_read(template: Template) -> TemplateRead:
+    return TemplateRead(
+        id=template.id,
+        name=template.name,
+        description=template.description,
+        tags=list(template.tags),
+        os_template=template.os_template,
+        cores=template.cores,
+        memory_mb=template.memory_mb,
+        swap_mb=template.swap_mb,
+        disk_gb=template.disk_gb,
+        storage=template.storage,
+        bridge=template.bridge,
+        unprivileged=template.unprivileged,
+        nesting=template.nesting,
+        keyctl=template.keyctl,
+        fuse=template.fuse,
+        source=template.source,
+        owner_id=template.owner_id,
+        scripts=[
+            ScriptRead(
+                id=s.id,
+                name=s.name,
+                position=s.position,
+                content=s.content,
+                description=s.description,
+                enabled=s.enabled,
+            )
+            for s in template.scripts
+        ],
+        files=[
+            FileRead(
+                id=f.id,
+                name=f.name,
+                target_path=f.target_path,
+                policy=f.policy,
+                mode=f.mode,
+                content=f.content,
+            )
+            for f in template.files
+        ],
+        packages=[
+            PackageRead(id=p.id, name=p.name, manager=p.manager, version=p.version, bucket=p.bucket)
+            for p in template.packages
+        ],
+        created_at=template.created_at,
+        updated_at=template.updated_at,
+    )
