@@ -21,22 +21,11 @@ async def run(env: PipelineEnv) -> list[DiscoveredService]:
 
 
 async def discover(env: PipelineEnv) -> list[DiscoveredService]:
-    """Run discovery in the container, store the result, and record an event per application service."""
+    """Run discovery in the container and hand the result to the reporter."""
     result = await env.runner.exec(env.vmid, ["bash", "-c", DISCOVERY_SCRIPT], timeout=60)
     if result.exit_code != 0:
         raise StepError.of("proxmox_error", f"Service discovery exited with code {result.exit_code}", step=STEP)
     services = build_services(parse_discovery_output("\n".join(result.stdout)), ip_address=env.ip_address)
+    # The receiver records a `service_discovered` event per service (never a credential value).
     await env.reporter.services(services)
-    for service in services:
-        if not service.is_system:
-            await env.reporter.event(
-                "service_discovered",
-                f"Service {service.name} discovered" + (f" on port {service.port}" if service.port else ""),
-                {
-                    "service": service.name,
-                    "type": service.type,
-                    "port": service.port,
-                    "has_credentials": bool(service.credentials),
-                },
-            )
     return services

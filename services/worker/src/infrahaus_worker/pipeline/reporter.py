@@ -16,7 +16,7 @@ class Reporter(Protocol):
     async def step(self, step: str, progress: int, message: str) -> None:
         """Enter a step: record a `step` event and the operation's step/progress.
 
-        Raises `OperationCancelled` when the operation was cancelled meanwhile.
+        Raises `OperationCancelledError` when the operation was cancelled meanwhile.
         """
         ...
 

@@ -1,0 +1,93 @@
+"""Explicit registration of every job's dramatiq actor (names and queues from `infrahaus_domain.jobs`).
+
+Each actor is a thin async wrapper: it fetches the process's worker context and awaits the
+implementation, which tests await directly with a test context. Failures of the work itself are
+recorded on the operation and never raised, so dramatiq retries only what escapes: database or
+Redis outages, after which a redelivered message resumes the same operation.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dramatiq
+
+from infrahaus_domain import jobs
+from infrahaus_worker.actors.create import create_container
+from infrahaus_worker.actors.lifecycle import (
+    delete_container,
+    refresh_services,
+    restart_container,
+    shutdown_container,
+    start_container,
+    stop_container,
+)
+from infrahaus_worker.actors.vmids import reconcile_operations, refresh_vmids
+from infrahaus_worker.context import WorkerContext, current_context
+
+# Backstop time limits (ms) above the actors' own asyncio timeouts, which record a `timeout` failure.
+CREATE_TIME_LIMIT_MS = (2 * 3600 + 300) * 1000
+LIFECYCLE_TIME_LIMIT_MS = (10 * 60 + 60) * 1000
+MAINTENANCE_TIME_LIMIT_MS = 5 * 60 * 1000
+
+OperationImpl = Callable[[WorkerContext, str], Awaitable[None]]
+
+OPERATION_ACTORS: dict[jobs.Job, OperationImpl] = {
+    jobs.CONTAINER_CREATE: create_container,
+    jobs.CONTAINER_START: start_container,
+    jobs.CONTAINER_STOP: stop_container,
+    jobs.CONTAINER_SHUTDOWN: shutdown_container,
+    jobs.CONTAINER_RESTART: restart_container,
+    jobs.CONTAINER_DELETE: delete_container,
+    jobs.CONTAINER_SERVICES_REFRESH: refresh_services,
+}
+
+
+def _operation_actor(impl: OperationImpl, name: str) -> Callable[..., Awaitable[None]]:
+    async def actor(operation_id: str) -> None:
+        await impl(current_context(), operation_id)
+
+    actor.__name__ = actor.__qualname__ = name.replace(".", "_")
+    return actor
+
+
+async def _refresh_vmids(node_id: str) -> None:
+    await refresh_vmids(current_context(), node_id)
+
+
+async def _reconcile() -> None:
+    await reconcile_operations(current_context())
+
+
+def register_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor[Any, Any]]:
+    """Declare every job's actor on `broker`; returns them by job name."""
+    declared: dict[str, dramatiq.Actor[Any, Any]] = {}
+    for job, impl in OPERATION_ACTORS.items():
+        limit = CREATE_TIME_LIMIT_MS if job is jobs.CONTAINER_CREATE else LIFECYCLE_TIME_LIMIT_MS
+        declared[job.name] = dramatiq.actor(
+            actor_name=job.name,
+            queue_name=job.queue,
+            broker=broker,
+            # Only infrastructure failures escape an operation actor; a few quick retries ride them out,
+            # and a redelivered message resumes the same operation.
+            max_retries=5,
+            min_backoff=1_000,
+            max_backoff=30_000,
+            time_limit=limit,
+        )(_operation_actor(impl, job.name))
+    declared[jobs.NODE_VMIDS_REFRESH.name] = dramatiq.actor(
+        actor_name=jobs.NODE_VMIDS_REFRESH.name,
+        queue_name=jobs.NODE_VMIDS_REFRESH.queue,
+        broker=broker,
+        max_retries=2,
+        min_backoff=2_000,
+        time_limit=MAINTENANCE_TIME_LIMIT_MS,
+    )(_refresh_vmids)
+    declared[jobs.OPERATIONS_RECONCILE.name] = dramatiq.actor(
+        actor_name=jobs.OPERATIONS_RECONCILE.name,
+        queue_name=jobs.OPERATIONS_RECONCILE.queue,
+        broker=broker,
+        # The next periodic pass does the same work; retrying a stale pass adds nothing.
+        max_retries=0,
+        time_limit=MAINTENANCE_TIME_LIMIT_MS,
+    )(_reconcile)
+    return declared

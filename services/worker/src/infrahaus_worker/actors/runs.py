@@ -1,0 +1,231 @@
+"""Running one operation: claim it, report through the domain services, heartbeat, finish it.
+
+Each report opens its own short unit of work and commits, so the API, SSE listeners and the
+reconciler see progress at once, and no transaction stays open across a Proxmox call.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from infrahaus_domain.containers.schemas import ContainerSpec, ServiceInfo
+from infrahaus_domain.containers.service import ContainerService
+from infrahaus_domain.events.service import EventService
+from infrahaus_domain.models.containers import Container, Operation
+from infrahaus_domain.models.nodes import Node
+from infrahaus_domain.nodes.connection import NodeEndpoint
+from infrahaus_domain.operations.schemas import OperationError
+from infrahaus_domain.operations.service import OperationService
+from infrahaus_domain.vmids.service import VmidService
+from infrahaus_worker.context import WorkerContext
+from infrahaus_worker.discovery import DiscoveredService
+from infrahaus_worker.pipeline.failures import FailureInfo
+from infrahaus_worker.pipeline.reporter import Stream
+
+log = logging.getLogger("infrahaus.worker")
+
+
+@dataclass(frozen=True)
+class Services:
+    session: AsyncSession
+    events: EventService
+    operations: OperationService
+    containers: ContainerService
+    vmids: VmidService
+
+
+@contextlib.asynccontextmanager
+async def unit(ctx: WorkerContext) -> AsyncIterator[Services]:
+    """Domain services over one short, committed unit of work."""
+    async with ctx.session() as session:
+        events = EventService(session, logbuffer=ctx.logbuffer)
+        operations = OperationService(session, events=events)
+        yield Services(
+            session=session,
+            events=events,
+            operations=operations,
+            containers=ContainerService(session, events=events, operations=operations, box=ctx.box),
+            vmids=VmidService(session, cache=ctx.ports.cache, box=ctx.box),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claimed:
+    """What a claimed operation works on, loaded once (plain values: the session is gone)."""
+
+    operation_id: UUID
+    kind: str
+    params: dict[str, Any]
+    result: dict[str, Any]
+    attempts: int
+    container_id: UUID
+    node_id: UUID
+    vmid: int
+    lifecycle: str
+    pve_created: bool
+    spec: ContainerSpec | None
+    pve_node: str
+    endpoint: NodeEndpoint
+
+
+async def claim(ctx: WorkerContext, operation_id: str) -> Claimed | None:
+    """Take the operation (None when unknown or already finished) and load its container and node."""
+    op_id = UUID(operation_id)
+    async with unit(ctx) as u:
+        op: Operation | None = await u.operations.claim(op_id, ctx.worker_id)
+        if op is None:
+            return None
+        container = await u.session.get(Container, op.container_id) if op.container_id else None
+        node = await u.session.get(Node, container.node_id) if container else None
+        if container is None or node is None:
+            await u.operations.fail(
+                op_id, OperationError(code="not_found", detail="The container of this operation no longer exists.")
+            )
+            return None
+        spec = ContainerService.spec(container) if op.kind == "create" else None
+        return Claimed(
+            operation_id=op_id,
+            kind=op.kind,
+            params=dict(op.params or {}),
+            result=dict(op.result or {}),
+            attempts=op.attempts,
+            container_id=container.id,
+            node_id=node.id,
+            vmid=container.vmid,
+            lifecycle=container.lifecycle,
+            pve_created=container.pve_created_by_operation is not None,
+            spec=spec,
+            pve_node=node.pve_node,
+            endpoint=NodeEndpoint.from_node(node, ctx.box),
+        )
+
+
+class DomainReporter:
+    """`infrahaus_worker.pipeline.reporter.Reporter` over the domain services."""
+
+    def __init__(self, ctx: WorkerContext, claimed: Claimed) -> None:
+        self.ctx = ctx
+        self.claimed = claimed
+        self.current_step: str | None = None
+        self._checkpoint: dict[str, Any] = {"created": claimed.pve_created, **claimed.result.get("checkpoint", {})}
+
+    @property
+    def operation_id(self) -> UUID:
+        return self.claimed.operation_id
+
+    async def step(self, step: str, progress: int, message: str) -> None:
+        self.current_step = step
+        async with unit(self.ctx) as u:
+            await u.operations.progress(self.operation_id, step=step, progress=progress, message=message)
+
+    async def progress(self, progress: int, message: str | None = None) -> None:
+        step = self.current_step or self.claimed.kind
+        async with unit(self.ctx) as u:
+            await u.operations.progress(self.operation_id, step=step, progress=progress, message=message or step)
+
+    async def line(self, text: str, *, stream: Stream, source: str) -> None:
+        kind, _, name = source.partition(":")
+        await self.ctx.logbuffer.append(
+            self.claimed.container_id,
+            self.operation_id,
+            step=self.current_step or kind,
+            script=name if kind == "script" else None,
+            stream=stream,
+            line=text,
+        )
+
+    async def event(self, type: str, message: str, meta: dict[str, Any] | None = None) -> None:
+        async with unit(self.ctx) as u:
+            await u.events.record(self.claimed.container_id, type, message, meta, self.operation_id)
+
+    async def checkpoint(self) -> dict[str, Any]:
+        return dict(self._checkpoint)
+
+    async def save_checkpoint(self, **values: Any) -> None:
+        self._checkpoint.update(values)
+        async with unit(self.ctx) as u:
+            if values.get("created"):
+                await u.containers.set_runtime(self.claimed.container_id, pve_created_by_operation=self.operation_id)
+            op = await u.session.get(Operation, self.operation_id)
+            if op is not None and op.status == "running":
+                # The running operation's result holds resume markers until `succeed` replaces it.
+                op.result = {"checkpoint": {k: v for k, v in self._checkpoint.items() if k != "created"}}
+
+    async def set_ip(self, ip_address: str | None) -> None:
+        if ip_address:
+            async with unit(self.ctx) as u:
+                await u.containers.set_runtime(self.claimed.container_id, ip_address=ip_address)
+
+    async def services(self, services: Sequence[DiscoveredService]) -> None:
+        infos = [
+            ServiceInfo(
+                name=s.name,
+                type=s.type,
+                port=s.port,
+                protocol="tcp" if s.port is not None else None,
+                status=s.status,
+                is_system=s.is_system,
+            )
+            for s in services
+        ]
+        credentials = {s.name: dict(s.credentials) for s in services if s.credentials}
+        async with unit(self.ctx) as u:
+            await u.containers.replace_services(
+                self.claimed.container_id, infos, credentials, operation_id=self.operation_id
+            )
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(ctx: WorkerContext, operation_id: UUID) -> AsyncIterator[None]:
+    """Refresh the operation's heartbeat in the background while the block runs."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(ctx.limits.heartbeat_interval)
+            try:
+                async with unit(ctx) as u:
+                    await u.operations.heartbeat(operation_id)
+            except Exception:  # a missed beat is not fatal; the next one may work
+                log.warning("heartbeat of operation %s failed", operation_id, exc_info=True)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def to_operation_error(info: FailureInfo) -> OperationError:
+    """The domain's error shape; script output lines travel as the task log tail."""
+    return OperationError(
+        code=info.code,
+        detail=info.detail,
+        remedy=info.remedy,
+        task_log_tail=info.task_log_tail or info.last_lines,
+        exit_code=info.exit_code,
+    )
+
+
+async def fail(ctx: WorkerContext, operation_id: UUID, info: FailureInfo) -> None:
+    log.warning(
+        "operation %s failed: %s",
+        operation_id,
+        info.code,
+        extra={"operation_id": str(operation_id), "error": msgspec.to_builtins(info)},
+    )
+    async with unit(ctx) as u:
+        await u.operations.fail(operation_id, to_operation_error(info))
+
+
+async def succeed(ctx: WorkerContext, operation_id: UUID, result: dict[str, Any]) -> None:
+    async with unit(ctx) as u:
+        await u.operations.succeed(operation_id, result)

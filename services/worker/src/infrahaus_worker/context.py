@@ -1,0 +1,179 @@
+"""Per-process worker resources, built on the worker's event loop before the first message runs.
+
+`WorkerContextMiddleware` is listed after dramatiq's `AsyncIO` middleware: its `before_worker_boot`
+runs once the event loop thread exists (resources are built on that loop, since Redis and database
+connections belong to one loop), and its `after_worker_shutdown` runs before the loop stops.
+Actors reach the context through `current_context()`; tests build one with `WorkerContext.open`.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+import msgspec
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from infrahaus_domain.crypto import SecretBox
+from infrahaus_domain.db import create_engine
+from infrahaus_domain.events.logbuffer import LogBuffer, LogStore, build_log_store
+from infrahaus_domain.jobs import Job
+from infrahaus_domain.ports import Ports, build_ports
+from infrahaus_domain.settings import Settings
+from infrahaus_worker.pipeline.plan import Limits
+
+log = logging.getLogger("infrahaus.worker")
+
+
+class DramatiqJobQueue:
+    """`infrahaus_domain.jobs.JobQueue` over a dramatiq broker (used by the reconciler to re-send jobs)."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    async def enqueue(self, job: Job, payload: msgspec.Struct) -> None:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=job.queue,
+            actor_name=job.name,
+            args=(),
+            kwargs=msgspec.to_builtins(payload),
+            options={},
+        )
+        # The Redis broker's enqueue is a blocking network call: keep it off the event loop.
+        await asyncio.to_thread(self.broker.enqueue, message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedStores:
+    """In-memory stores an embedded process shares between its API and its in-process worker."""
+
+    ports: Ports
+    log_store: LogStore
+
+
+@dataclass(kw_only=True)
+class WorkerContext:
+    """Everything an actor needs; one per worker process (or per test)."""
+
+    settings: Settings
+    limits: Limits
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    ports: Ports
+    logbuffer: LogBuffer
+    box: SecretBox
+    jobs: DramatiqJobQueue
+    worker_id: str
+    owns_ports: bool = True
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        broker: dramatiq.Broker,
+        *,
+        limits: Limits | None = None,
+        shared: SharedStores | None = None,
+    ) -> "WorkerContext":
+        """Build the context on the running loop (the loop its Redis and database connections will use)."""
+        engine = create_engine(settings.database_url, pool_size=max(2, settings.worker_concurrency))
+        ports = shared.ports if shared else build_ports(settings.redis_url, settings.redis_prefix)
+        log_store = shared.log_store if shared else build_log_store(settings.redis_url, settings.redis_prefix)
+        return cls(
+            settings=settings,
+            limits=limits or Limits(),
+            engine=engine,
+            sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+            ports=ports,
+            logbuffer=LogBuffer(log_store, ports.events),
+            box=SecretBox(settings.encryption_keys),
+            jobs=DramatiqJobQueue(broker),
+            worker_id=f"{socket.gethostname()}:{os.getpid()}",
+            owns_ports=shared is None,
+        )
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One short unit of work: commits on success so the API and SSE listeners see it at once."""
+        async with self.sessionmaker() as session:
+            yield session
+            await session.commit()
+
+    def spawn(self, coro: Any) -> asyncio.Task[None]:
+        """Run a background task (the reconciler loop) that `aclose` cancels."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.owns_ports:
+            await self.ports.close()
+        await self.engine.dispose()
+
+
+_current: WorkerContext | None = None
+
+
+def current_context() -> WorkerContext:
+    """The context of this worker process; set by `WorkerContextMiddleware`."""
+    if _current is None:
+        raise RuntimeError("the worker context is not initialised (WorkerContextMiddleware missing?)")
+    return _current
+
+
+def set_current_context(context: WorkerContext | None) -> None:
+    global _current
+    _current = context
+
+
+class WorkerContextMiddleware(Middleware):
+    """Builds the worker context on the AsyncIO middleware's loop; list it after `AsyncIO`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        limits: Limits | None = None,
+        shared: SharedStores | None = None,
+        background: Callable[[WorkerContext], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.shared = shared
+        # A loop run for the life of the process (the reconciler), started once the context exists.
+        self.background = background
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        loop_thread = get_event_loop_thread()
+        if loop_thread is None:
+            raise RuntimeError("WorkerContextMiddleware must come after the AsyncIO middleware")
+        context = loop_thread.run_coroutine(self._open(broker))
+        set_current_context(context)
+
+    async def _open(self, broker: dramatiq.Broker) -> WorkerContext:
+        context = await WorkerContext.open(self.settings, broker, limits=self.limits, shared=self.shared)
+        if self.background is not None:
+            context.spawn(self.background(context))
+        return context
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        context = _current
+        loop_thread = get_event_loop_thread()
+        if context is None or loop_thread is None:
+            return
+        try:
+            loop_thread.run_coroutine(context.aclose())
+        finally:
+            set_current_context(None)
