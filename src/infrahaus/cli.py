@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 # verb -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`.
 VERBS: dict[str, tuple[str, str]] = {
+    "worker": ("infrahaus.commands.worker", "run the production worker processes (dramatiq over Redis)"),
     "pvesim": ("infrahaus.commands.pvesim", "run the Proxmox VE simulator (HTTPS API + SSH host) on its own"),
 }
 

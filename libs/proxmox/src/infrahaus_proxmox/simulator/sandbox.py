@@ -5,12 +5,13 @@ static bash and a static busybox (with its applet symlinks). A command "inside" 
 as::
 
     unshare --map-users=100000,0,65536 --map-groups=100000,0,65536 --setuid 0 --setgid 0 \
-        --mount --pid --net --ipc --uts --kill-child --root=<rootfs> --wd=/ -- <argv>
+        --mount --pid --net --ipc --uts --kill-child -- <pivot_root into the tree> <argv>
 
 i.e. as root of a fresh user namespace whose root is host uid 100000 (it owns the tree and
-nothing else), chrooted into the tree, with its own PID, network, IPC and UTS namespaces. When
+nothing else), with the tree pivoted to / and the host's filesystem detached from its private
+mount namespace, and its own PID, network, IPC and UTS namespaces. When
 the subordinate id range is not available (no ``uidmap`` package, or no ``root:100000:...``
-line in /etc/subuid and /etc/subgid) it falls back to ``--map-root-user``: still chrooted and
+line in /etc/subuid and /etc/subgid) it falls back to ``--map-root-user``: still confined to the tree and
 namespaced, but the tree is owned by the calling user. If neither works, `SandboxUnavailableError`
 says why.
 
@@ -152,17 +153,24 @@ def container_argv(rootfs: Path, argv: Sequence[str]) -> list[str]:
         "--ipc",
         "--uts",
         "--kill-child",
-        f"--root={rootfs}",
-        "--wd=/",
         "--",
-        # Set the UTS hostname from /etc/hostname so `uname -n` and bash's $HOSTNAME agree with it.
-        # bash, not busybox sh: busybox prefers its applets over the simulated tools on PATH.
-        "/bin/bash",
+        str(STATIC_BUSYBOX),
+        "sh",
         "-c",
-        '/bin/busybox hostname -F /etc/hostname 2>/dev/null; exec "$@"',
-        "bash",
+        _ENTER,
+        str(rootfs),
         *argv,
     ]
+
+
+# Runs as the namespace's root in a private mount namespace. pivot_root (not chroot, which the
+# container's root could undo) makes the tree the only filesystem left; the host's is detached.
+# Then bash, not busybox sh (which prefers its applets over the simulated tools on PATH), sets
+# the UTS hostname from /etc/hostname and execs the command.
+_ENTER = (
+    'mount --rbind "$0" "$0" && cd "$0" && pivot_root . . && umount -l . && cd / || exit 125; '
+    'exec /bin/bash -c \'/bin/busybox hostname -F /etc/hostname 2>/dev/null; exec "$@"\' bash "$@"'
+)
 
 
 def container_env() -> dict[str, str]:

@@ -1,0 +1,415 @@
+"""Run commands inside LXC containers through the node's SSH connection (`pct exec`, `pct push`).
+
+One `PctExecRunner` holds one asyncssh connection to one node (keepalive on) and opens a
+session channel per command, so many commands can run at once. Commands are argv lists joined
+with `shlex.join`; nothing is formatted into a shell string.
+
+Host key: `SshTarget.host_key` pins the node's key (an OpenSSH public key line); a different key
+is refused with `SshHostKeyMismatch`. Without a pin the first key seen is accepted, reported by
+`connect()`/`host_key` for the caller to store, and pinned for the rest of the runner's life.
+
+Timeouts: every command runs under the node's coreutils ``timeout`` (so it cannot outlive a lost
+client, which a non-PTY SSH session would allow) and a local deadline a little later; either one
+raises `PctTimeout`.
+
+Reconnect rule: a connection found dead *before* a command is sent (closed while idle, or the
+channel cannot be opened) is re-established once and the command is sent on the new connection.
+A connection lost *while* a command runs is never retried, because the command may have had
+effects: `SshConnectionLost` is raised and the next call reconnects.
+"""
+
+import asyncio
+import contextlib
+import re
+import shlex
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import asyncssh
+
+from infrahaus_proxmox.errors import ProxmoxError, ProxmoxLocked, ProxmoxNotFound
+
+Stream = Literal["stdout", "stderr"]
+# How much later than the remote `timeout` the local deadline fires (the remote one should win).
+_LOCAL_GRACE = 2.0
+# Remote `timeout` sends TERM, then KILL this many seconds later.
+_KILL_AFTER = 5
+_TIMEOUT_EXIT = 124
+_PUSH_TEMPLATE = "/tmp/infrahaus-push.XXXXXXXXXX"  # noqa: S108 - on the node, made unique by mktemp
+_NOT_RUNNING = re.compile(r"^CT \d+ not running$")
+_NO_CONFIG = re.compile(r"^Configuration file '.*' does not exist$")
+
+
+class SshError(ProxmoxError):
+    """Root of the SSH/pct errors."""
+
+
+class SshUnreachable(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+    """The node's SSH port cannot be reached (refused, timed out, reset during the handshake)."""
+
+
+class SshConnectionLost(SshUnreachable):
+    """The connection dropped while a command was running; the command may have partly run."""
+
+
+class SshAuthError(SshError):
+    """The node refused the credentials."""
+
+
+class SshHostKeyMismatch(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+    """The node presented a host key other than the pinned one."""
+
+
+class PctTimeout(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+    """A command did not finish within its timeout (it was killed)."""
+
+
+class PctNotRunning(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+    """`pct exec`/`pct push` was refused because the container is not running."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SshTarget:
+    """Where and how to log in. ``private_key`` is OpenSSH/PEM private key text; ``host_key`` an OpenSSH
+    public key line that pins the node (None = trust on first use)."""
+
+    host: str
+    port: int = 22
+    username: str = "root"
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    host_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line of a command's output (without its newline) and the stream it came on."""
+
+    stream: Stream
+    text: str
+
+
+@dataclass(slots=True)
+class ExecResult:
+    """A finished command: exit code and output lines, per stream and in arrival order."""
+
+    exit_code: int
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    lines: list[OutputLine] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+OnLine = Callable[[OutputLine], Awaitable[None] | None]
+
+
+class _Session(asyncssh.SSHClientSession[bytes]):
+    """Splits channel data into lines per stream, queued in exact arrival order."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[OutputLine | None] = asyncio.Queue()
+        self.exit_status: int | None = None
+        self.lost: Exception | None = None
+        self._partial: dict[Stream, bytes] = {"stdout": b"", "stderr": b""}
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        stream: Stream = "stderr" if datatype == asyncssh.EXTENDED_DATA_STDERR else "stdout"
+        buffered = self._partial[stream] + data
+        *complete, rest = buffered.split(b"\n")
+        self._partial[stream] = rest
+        for raw in complete:
+            self.events.put_nowait(OutputLine(stream, _decode(raw)))
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.exit_status = 128 + 9 if signal == "KILL" else 128 + 15
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for stream, rest in self._partial.items():
+            if rest:
+                self.events.put_nowait(OutputLine(stream, _decode(rest)))
+        self._partial = {"stdout": b"", "stderr": b""}
+        self.lost = exc
+        self.events.put_nowait(None)
+
+
+def _decode(raw: bytes) -> str:
+    return raw.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+class ExecStream:
+    """Async iterator over a command's output lines; `exit_code` is set once it is exhausted.
+
+    Raises `PctTimeout`, `SshConnectionLost` or `PctNotRunning` like `PctExecRunner.exec`.
+    """
+
+    def __init__(self, runner: "PctExecRunner", command: str, timeout: float, stdin: bytes | None) -> None:
+        self._runner = runner
+        self._command = command
+        self._timeout = timeout
+        self._stdin = stdin
+        self.exit_code: int | None = None
+        self.lines: list[OutputLine] = []
+
+    def __aiter__(self) -> AsyncIterator[OutputLine]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[OutputLine]:
+        chan, session = await self._runner._open(self._command)
+        started = time.monotonic()
+        deadline = started + self._timeout + _LOCAL_GRACE
+        try:
+            if self._stdin:
+                chan.write(self._stdin)
+            chan.write_eof()
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    event = await asyncio.wait_for(session.events.get(), max(remaining, 0.001))
+                except TimeoutError:
+                    raise PctTimeout(f"command timed out after {self._timeout:g}s") from None
+                if event is None:
+                    break
+                self.lines.append(event)
+                yield event
+        finally:
+            chan.close()
+        if session.exit_status is None:
+            self._runner._forget_connection()
+            raise SshConnectionLost("connection to the node was lost while the command was running")
+        if session.exit_status == _TIMEOUT_EXIT and time.monotonic() - started >= self._timeout:
+            raise PctTimeout(f"command timed out after {self._timeout:g}s")
+        self.exit_code = session.exit_status
+        _raise_for_pct(self.exit_code, [line.text for line in self.lines if line.stream == "stderr"])
+
+
+def _raise_for_pct(exit_code: int, stderr: Sequence[str]) -> None:
+    """Turn pct's own refusals (not the container command's failures) into typed errors."""
+    last = stderr[-1] if stderr else ""
+    if exit_code == 255 and _NOT_RUNNING.match(last):
+        raise PctNotRunning(last)
+    if exit_code in (2, 255) and _NO_CONFIG.match(last):
+        raise ProxmoxNotFound(last)
+
+
+class PctExecRunner:
+    """One SSH connection to one Proxmox node, running `pct` commands (see the module docstring)."""
+
+    def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0, keepalive_interval: float = 15.0) -> None:
+        self._target = target
+        self._connect_timeout = connect_timeout
+        self._keepalive_interval = keepalive_interval
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        self._pinned: str | None = _key_line(target.host_key) if target.host_key else None
+        self._seen: str | None = None
+        self.reconnects = 0
+
+    @property
+    def host_key(self) -> str | None:
+        """The host key the node presented (OpenSSH line), once connected."""
+        return self._seen
+
+    async def __aenter__(self) -> "PctExecRunner":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def connect(self) -> str:
+        """Connect (if not connected) and return the node's host key as an OpenSSH line."""
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self._dial()
+        assert self._seen is not None
+        return self._seen
+
+    async def aclose(self) -> None:
+        """Close the connection; running commands are cut off."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                await conn.wait_closed()
+
+    async def _dial(self) -> asyncssh.SSHClientConnection:
+        target = self._target
+        known_hosts: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None = None
+        if self._pinned is not None:
+            known_hosts = ([asyncssh.import_public_key(self._pinned)], [], [])
+        client_keys = [asyncssh.import_private_key(target.private_key)] if target.private_key else None
+        try:
+            conn = await asyncssh.connect(
+                target.host,
+                target.port,
+                username=target.username,
+                password=target.password,
+                client_keys=client_keys,
+                known_hosts=known_hosts,
+                agent_path=None,
+                config=None,
+                connect_timeout=self._connect_timeout,
+                keepalive_interval=self._keepalive_interval,
+                keepalive_count_max=3,
+                encoding=None,
+            )
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise SshHostKeyMismatch(
+                f"host key of {target.host}:{target.port} does not match the pinned key: {exc.reason}"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise SshAuthError(f"SSH login to {target.host}:{target.port} as {target.username} was refused") from None
+        except (OSError, TimeoutError, asyncssh.Error) as exc:
+            raise SshUnreachable(f"cannot reach SSH on {target.host}:{target.port}: {_reason(exc)}") from None
+        key = conn.get_server_host_key()
+        assert key is not None
+        self._seen = _key_line(key.export_public_key("openssh").decode())
+        # Trust on first use: later reconnects must meet the same key.
+        self._pinned = self._seen
+        return conn
+
+    def _forget_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+
+    async def _open(self, command: str) -> tuple[asyncssh.SSHClientChannel[bytes], _Session]:
+        """Open a session channel running ``command``, reconnecting once if the connection is dead."""
+        for attempt in range(2):
+            async with self._lock:
+                if self._conn is None or self._conn.is_closed():
+                    if self._conn is not None or attempt:
+                        self.reconnects += 1
+                    self._conn = await self._dial()
+                conn = self._conn
+            try:
+                chan, session = await conn.create_session(_Session, command, encoding=None)
+                assert isinstance(session, _Session)
+            except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as exc:
+                self._forget_connection()
+                if attempt:
+                    raise SshUnreachable(f"cannot open an SSH session: {_reason(exc)}") from None
+                continue
+            channel: asyncssh.SSHClientChannel[bytes] = chan
+            return channel, session
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ commands
+
+    def stream(self, vmid: int, argv: Sequence[str], *, timeout: float, stdin: bytes | None = None) -> ExecStream:
+        """Run ``argv`` in container ``vmid`` and iterate over its output lines as they arrive."""
+        return ExecStream(self, _remote(["pct", "exec", str(vmid), "--", *argv], timeout), timeout, stdin)
+
+    async def exec(
+        self,
+        vmid: int,
+        argv: Sequence[str],
+        *,
+        timeout: float,  # noqa: ASYNC109 - also enforced on the node by `timeout`
+        on_line: OnLine | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` in container ``vmid``; ``on_line`` sees every line as it arrives.
+
+        A non-zero exit is returned, not raised; pct's own refusals raise (`PctNotRunning`,
+        `ProxmoxNotFound`), as do `PctTimeout` and `SshConnectionLost`.
+        """
+        return await self._collect(self.stream(vmid, argv, timeout=timeout, stdin=stdin), on_line)
+
+    async def run_host(
+        self,
+        argv: Sequence[str],
+        timeout: float,  # noqa: ASYNC109 - also enforced on the node by `timeout`
+        *,
+        stdin: bytes | None = None,
+        on_line: OnLine | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` on the node itself (e.g. ``["pct", "status", "100"]``). A non-zero exit is returned."""
+        return await self._collect(ExecStream(self, _remote(argv, timeout), timeout, stdin), on_line)
+
+    async def _collect(self, stream: ExecStream, on_line: OnLine | None) -> ExecResult:
+        async for line in stream:
+            if on_line is not None:
+                outcome = on_line(line)
+                if outcome is not None:
+                    await outcome
+        assert stream.exit_code is not None
+        result = ExecResult(exit_code=stream.exit_code, lines=stream.lines)
+        for line in stream.lines:
+            (result.stdout if line.stream == "stdout" else result.stderr).append(line.text)
+        return result
+
+    async def push(
+        self,
+        vmid: int,
+        content: bytes,
+        path: str,
+        mode: int = 0o644,
+        *,
+        timeout: float = 60.0,  # noqa: ASYNC109 - per remote step, enforced on the node too
+    ) -> None:
+        """Write ``content`` to ``path`` in container ``vmid`` with ``mode``.
+
+        Goes through a host temp file created with mode 0600 (``mktemp``), filled over stdin, and
+        `pct push --perms`; the temp file is removed whatever happens.
+        """
+        if not path.startswith("/"):
+            raise ValueError(f"container path must be absolute: {path!r}")
+        # mktemp creates the file with mode 0600 under a name nobody can predict.
+        made = await self.run_host(["mktemp", _PUSH_TEMPLATE], timeout)
+        _check(made, "mktemp")
+        temp = made.stdout[-1].strip()
+        try:
+            _check(await self.run_host(["chmod", "600", temp], timeout), "chmod")
+            _check(await self.run_host(["dd", f"of={temp}", "bs=65536", "status=none"], timeout, stdin=content), "dd")
+            pushed = await self.run_host(["pct", "push", str(vmid), temp, path, "--perms", f"{mode:04o}"], timeout)
+            _raise_for_pct(pushed.exit_code, pushed.stderr)
+            _check(pushed, "pct push")
+        finally:
+            await self.run_host(["rm", "-f", temp], timeout)
+
+    async def set_features(self, vmid: int, features: dict[str, bool], *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Apply container features with ``pct set <vmid> --features nesting=1,keyctl=1`` (needs root@pam's SSH)."""
+        value = ",".join(f"{name}={int(enabled)}" for name, enabled in features.items())
+        result = await self.run_host(["pct", "set", str(vmid), "--features", value], timeout)
+        _raise_for_pct(result.exit_code, result.stderr)
+        if result.exit_code != 0 and any(line.startswith("CT is locked") for line in result.stderr):
+            raise ProxmoxLocked(result.stderr[-1])
+        _check(result, "pct set")
+
+    async def unlock(self, vmid: int, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Clear a stale lock (e.g. ``lock: create`` left by a crashed task) with ``pct unlock``."""
+        result = await self.run_host(["pct", "unlock", str(vmid)], timeout)
+        _raise_for_pct(result.exit_code, result.stderr)
+        _check(result, "pct unlock")
+
+
+def _remote(argv: Sequence[str], timeout: float) -> str:
+    if timeout <= 0:
+        raise ValueError("timeout must be positive")
+    return shlex.join(["timeout", "-k", str(_KILL_AFTER), f"{timeout:g}", *argv])
+
+
+def _check(result: ExecResult, what: str) -> None:
+    if result.exit_code != 0:
+        detail = result.stderr[-1] if result.stderr else f"exit code {result.exit_code}"
+        raise SshError(f"{what} failed on the node (exit {result.exit_code}): {detail}")
+
+
+def _key_line(line: str) -> str:
+    """``type base64`` of an OpenSSH public key line (comment dropped), for comparisons."""
+    return " ".join(line.split()[:2])
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.DisconnectError):
+        return exc.reason
+    return str(exc) or type(exc).__name__
