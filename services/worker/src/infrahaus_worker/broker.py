@@ -77,11 +77,6 @@ def build_stub_broker(extra: Sequence[Middleware] = ()) -> StubBroker:
     return broker
 
 
-def namespace_for_prefix(prefix: str) -> str:
-    """dramatiq namespace for a Redis key prefix: ``"infrahaus:"`` -> ``"infrahaus:dramatiq"``."""
-    return f"{prefix}dramatiq" if prefix else "dramatiq"
-
-
 def install(broker: dramatiq.Broker) -> dramatiq.Broker:
     """Make ``broker`` the global one; must happen before any actor is declared."""
     dramatiq.set_broker(broker)
