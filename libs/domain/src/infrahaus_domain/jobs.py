@@ -71,6 +71,12 @@ JOB_FOR_KIND: dict[str, Job] = {
 }
 
 
+def broker_namespace(redis_prefix: str) -> str:
+    """The dramatiq Redis namespace for a key prefix (`"infrahaus:"` -> `"infrahaus:dramatiq"`): API and worker
+    must agree on it, or messages go to queues nobody reads."""
+    return f"{redis_prefix}dramatiq" if redis_prefix else "dramatiq"
+
+
 class JobQueue(Protocol):
     """Sends a job message. Implemented with dramatiq in the API (by name) and in the worker (reconciler)."""
 

@@ -65,6 +65,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_format: LogFormat = "json"
     cors_origins: tuple[str, ...] = ()
     max_request_body_bytes: int = 4 * 1024 * 1024
+    # Comment lines on idle progress streams keep proxies from closing them.
+    sse_heartbeat_seconds: float = 15.0
 
     @property
     def embedded(self) -> bool:

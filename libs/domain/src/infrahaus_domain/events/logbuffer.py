@@ -112,6 +112,10 @@ class RedisLogStore:
     async def clear(self, container_id: UUID) -> None:
         await self._redis.delete(*self._keys(container_id))
 
+    async def aclose(self) -> None:
+        """Close the Redis client (the store owns it when built by `build_log_store`)."""
+        await self._redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+
 
 class MemoryLogStore:
     """In-process store for the embedded mode; one instance must be shared by the API and the worker threads."""

@@ -1,0 +1,150 @@
+"""The progress stream of a container (`text/event-stream`).
+
+Order of work: subscribe to the container's EventBus channel first, then replay what is stored (events from the
+database, lines from the log buffer) above `Last-Event-ID`, then stream live messages, skipping every id already
+sent. Ids come from the container's one sequence (events and log lines share it), so a client that reconnects
+with the last id it saw gets every later item exactly once, in order. A comment line goes out every heartbeat
+interval; a `done` event (no id) ends the stream once the latest operation is terminal.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar.response import ServerSentEventMessage
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from infrahaus_domain.events.logbuffer import BusMessage, LogBuffer, LogLine, progress_channel
+from infrahaus_domain.events.schemas import EventRead
+from infrahaus_domain.events.service import EventService
+from infrahaus_domain.models.containers import TERMINAL_STATUSES, Operation
+from infrahaus_domain.operations.service import OperationService
+from infrahaus_domain.ports import EventBus
+
+_CLOSED = object()
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """The numeric id a client last saw (0 when absent or not a number: replay everything)."""
+    if value is None:
+        return 0
+    try:
+        return max(0, int(value.strip()))
+    except ValueError:
+        return 0
+
+
+def _event_message(item: EventRead | LogLine) -> ServerSentEventMessage:
+    if isinstance(item, LogLine):
+        return ServerSentEventMessage(id=item.id, event="log", data=msgspec.json.encode(item).decode())
+    return ServerSentEventMessage(id=item.seq, event=item.type, data=msgspec.json.encode(item).decode())
+
+
+def _done(op: Operation | None) -> ServerSentEventMessage:
+    data = {"operation_id": str(op.id) if op else None, "status": op.status if op else None}
+    return ServerSentEventMessage(event="done", data=msgspec.json.encode(data).decode())
+
+
+class ProgressStream:
+    """One client's stream; `__aiter__` yields SSE messages until the latest operation is terminal."""
+
+    def __init__(
+        self,
+        container_id: UUID,
+        *,
+        last_event_id: int,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        logbuffer: LogBuffer,
+        bus: EventBus,
+        heartbeat: float,
+    ) -> None:
+        self.container_id = container_id
+        self.last = last_event_id
+        self.sessionmaker = sessionmaker
+        self.logbuffer = logbuffer
+        self.bus = bus
+        self.heartbeat = heartbeat
+
+    async def __aiter__(self) -> AsyncIterator[ServerSentEventMessage]:
+        async with self.bus.subscribe(progress_channel(self.container_id)) as messages:
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            pump = asyncio.create_task(self._pump(messages, queue))
+            try:
+                async for message in self._run(queue):
+                    yield message
+            finally:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+
+    @staticmethod
+    async def _pump(messages: AsyncIterator[bytes], queue: "asyncio.Queue[Any]") -> None:
+        # A separate task reads the subscription, so waiting with a timeout never cancels the subscription itself.
+        try:
+            async for raw in messages:
+                await queue.put(raw)
+        finally:
+            await queue.put(_CLOSED)
+
+    async def _run(self, queue: "asyncio.Queue[Any]") -> AsyncIterator[ServerSentEventMessage]:
+        op = await self._latest_operation()
+        for item in await self._stored_since(self.last):
+            yield self._advance(item)
+        if op is None or op.status in TERMINAL_STATUSES:
+            yield _done(op)
+            return
+        tracked = op.id
+        while True:
+            try:
+                raw = await asyncio.wait_for(queue.get(), timeout=self.heartbeat)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keepalive")
+                # Covers an operation message missed while a worker published before our subscription.
+                op = await self._latest_operation()
+                if op is None or op.id != tracked or op.status in TERMINAL_STATUSES:
+                    for item in await self._stored_since(self.last):
+                        yield self._advance(item)
+                    yield _done(op)
+                    return
+                continue
+            if raw is _CLOSED:
+                return
+            message = msgspec.json.decode(raw, type=BusMessage)
+            if message.kind == "operation":
+                if message.data.get("id") == str(tracked) and message.data.get("status") in TERMINAL_STATUSES:
+                    yield ServerSentEventMessage(
+                        event="done",
+                        data=msgspec.json.encode(
+                            {"operation_id": str(tracked), "status": message.data["status"]}
+                        ).decode(),
+                    )
+                    return
+                continue
+            if message.id is None or message.id <= self.last:
+                continue
+            live: EventRead | LogLine = (
+                msgspec.convert(message.data, EventRead, strict=False)
+                if message.kind == "event"
+                else msgspec.convert(message.data, LogLine, strict=False)
+            )
+            yield self._advance(live)
+
+    def _advance(self, item: EventRead | LogLine) -> ServerSentEventMessage:
+        self.last = item.id if isinstance(item, LogLine) else item.seq
+        return _event_message(item)
+
+    async def _latest_operation(self) -> Operation | None:
+        async with self.sessionmaker() as session:
+            events = EventService(session, logbuffer=self.logbuffer)
+            return await OperationService(session, events=events).latest_for_container(self.container_id)
+
+    async def _stored_since(self, after: int) -> list[EventRead | LogLine]:
+        async with self.sessionmaker() as session:
+            stored: list[EventRead | LogLine] = [
+                *await EventService(session, logbuffer=self.logbuffer).since(self.container_id, after)
+            ]
+        stored.extend(await self.logbuffer.lines(self.container_id, after=after))
+        return sorted(stored, key=lambda i: i.id if isinstance(i, LogLine) else i.seq)
