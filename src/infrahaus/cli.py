@@ -7,6 +7,13 @@ from collections.abc import Sequence
 
 # verb -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`.
 VERBS: dict[str, tuple[str, str]] = {
+    "dev": (
+        "infrahaus.commands.dev",
+        "run the embedded default: API, SQLite, in-memory stores (--demo: with simulator)",
+    ),
+    "migrate": ("infrahaus.commands.migrate", "apply (or revert, or show) database migrations"),
+    "keys": ("infrahaus.commands.keys", "generate an encryption key; re-encrypt stored secrets under the active key"),
+    "openapi": ("infrahaus.commands.openapi", "write the OpenAPI document to openapi/openapi.json"),
     "worker": ("infrahaus.commands.worker", "run the production worker processes (dramatiq over Redis)"),
     "pvesim": ("infrahaus.commands.pvesim", "run the Proxmox VE simulator (HTTPS API + SSH host) on its own"),
 }

@@ -20,7 +20,7 @@ class User(UUIDv7AuditBase):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
     tokens: Mapped[list["ApiToken"]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", passive_deletes=True, lazy="noload"
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
 
 
@@ -37,4 +37,4 @@ class ApiToken(UUIDv7AuditBase):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
-    user: Mapped[User] = relationship(back_populates="tokens", lazy="noload")
+    user: Mapped[User] = relationship(back_populates="tokens", lazy="raise")

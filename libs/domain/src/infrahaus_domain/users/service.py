@@ -114,7 +114,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenReposit
         ).first()
         if row is None:
             return None
-        api_token, user = row.tuple()
+        api_token, user = row[0], row[1]
         now = datetime.now(UTC)
         if not hmac.compare_digest(api_token.token_hash, _hash_secret(secret)):
             return None

@@ -1,0 +1,211 @@
+"""Authentication: server-side cookie sessions (with CSRF) and personal bearer tokens.
+
+One middleware on the `/api` router authenticates every request except handlers marked `exclude_from_auth`;
+handlers get the caller as the `current_user` dependency. Sessions are written only at login (never for anonymous
+requests), get a fresh id at every login, and expire after an idle timeout and an absolute lifetime.
+"""
+
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.exceptions import NotAuthorizedException
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.stores.base import Store
+
+from infrahaus_api.errors import CsrfFailed
+from infrahaus_api.resources import AppResources
+from infrahaus_domain.errors import RateLimited
+from infrahaus_domain.models.users import User
+from infrahaus_domain.ports import Cache
+from infrahaus_domain.settings import Settings
+from infrahaus_domain.users.service import ApiTokenService
+
+SESSION_COOKIE = "infrahaus_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Re-writing a session on every request would cost a store write each time; refresh its idle clock at most this often.
+_TOUCH_INTERVAL = 60.0
+
+
+class CurrentUser(msgspec.Struct, kw_only=True, frozen=True):
+    """The authenticated caller; every query of a feature service is scoped by `id`."""
+
+    id: uuid.UUID
+    auth_server: str
+    userid: str
+    display_name: str
+
+    @classmethod
+    def from_model(cls, user: User) -> "CurrentUser":
+        return cls(id=user.id, auth_server=user.auth_server, userid=user.userid, display_name=user.display_name)
+
+
+class SessionData(msgspec.Struct, kw_only=True):
+    user: CurrentUser
+    csrf_token: str
+    created_at: float
+    seen_at: float
+
+
+class AuthInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """How the caller authenticated: a cookie session (with its id and CSRF token) or a bearer token."""
+
+    kind: Literal["session", "token"]
+    session_id: str | None = None
+    session: SessionData | None = None
+
+
+class SessionManager:
+    """Server-side sessions in a Litestar store (Redis, or memory in the embedded mode)."""
+
+    def __init__(
+        self, store: Store, *, idle_seconds: int, absolute_seconds: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._idle = idle_seconds
+        self._absolute = absolute_seconds
+        self._clock = clock
+
+    def expires_at(self, data: SessionData) -> datetime:
+        """When the session ends if not used again: idle expiry, capped by the absolute lifetime."""
+        end = min(data.seen_at + self._idle, data.created_at + self._absolute)
+        return datetime.fromtimestamp(end, UTC)
+
+    def _ttl(self, data: SessionData, now: float) -> int:
+        return max(1, int(min(self._idle, data.created_at + self._absolute - now)))
+
+    async def create(self, user: CurrentUser, *, replaces: str | None = None) -> tuple[str, SessionData]:
+        """A new session under a fresh id; the session named by `replaces` (pre-login cookie) is deleted."""
+        if replaces:
+            await self._store.delete(replaces)
+        now = self._clock()
+        data = SessionData(user=user, csrf_token=secrets.token_urlsafe(32), created_at=now, seen_at=now)
+        session_id = secrets.token_urlsafe(32)
+        await self._store.set(session_id, msgspec.json.encode(data), expires_in=self._ttl(data, now))
+        return session_id, data
+
+    async def load(self, session_id: str) -> SessionData | None:
+        """The live session, its idle clock refreshed; None when unknown or expired (and then deleted)."""
+        raw = await self._store.get(session_id)
+        if raw is None:
+            return None
+        try:
+            data = msgspec.json.decode(raw, type=SessionData)
+        except msgspec.DecodeError:
+            await self._store.delete(session_id)
+            return None
+        now = self._clock()
+        if now - data.seen_at > self._idle or now - data.created_at > self._absolute:
+            await self._store.delete(session_id)
+            return None
+        if now - data.seen_at > _TOUCH_INTERVAL:
+            data.seen_at = now
+            await self._store.set(session_id, msgspec.json.encode(data), expires_in=self._ttl(data, now))
+        return data
+
+    async def delete(self, session_id: str) -> None:
+        await self._store.delete(session_id)
+
+    def cookie(self, session_id: str, data: SessionData, *, secure: bool) -> Cookie:
+        return Cookie(
+            key=SESSION_COOKIE,
+            value=session_id,
+            max_age=max(1, int(data.created_at + self._absolute - self._clock())),
+            path="/",
+            httponly=True,
+            secure=secure,
+            samesite="lax",
+        )
+
+    @staticmethod
+    def clear_cookie(*, secure: bool) -> Cookie:
+        return Cookie(
+            key=SESSION_COOKIE, value="", max_age=0, expires=0, path="/", httponly=True, secure=secure, samesite="lax"
+        )
+
+
+class AuthMiddleware(AbstractAuthenticationMiddleware):
+    """Bearer token first (no CSRF), else the session cookie (CSRF header required on unsafe methods)."""
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        resources: AppResources = connection.app.state.resources
+        authorization = connection.headers.get("authorization")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise NotAuthorizedException("Unsupported Authorization header: use `Bearer <token>`.")
+            async with resources.sessionmaker() as db, db.begin():
+                user = await ApiTokenService(session=db).authenticate(token.strip())
+                current = CurrentUser.from_model(user) if user is not None else None
+            if current is None:
+                raise NotAuthorizedException("Invalid, expired or revoked token.")
+            return AuthenticationResult(user=current, auth=AuthInfo(kind="token"))
+
+        session_id = connection.cookies.get(SESSION_COOKIE)
+        if not session_id:
+            raise NotAuthorizedException()
+        sessions = session_manager(resources)
+        data = await sessions.load(session_id)
+        if data is None:
+            raise NotAuthorizedException("The session has expired; log in again.")
+        if connection.scope.get("method", "GET") not in SAFE_METHODS:
+            sent = connection.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), data.csrf_token.encode()):
+                raise CsrfFailed(
+                    f"Missing or wrong {CSRF_HEADER} header (use the csrf_token from login or /api/auth/me)."
+                )
+        return AuthenticationResult(user=data.user, auth=AuthInfo(kind="session", session_id=session_id, session=data))
+
+
+def session_manager(resources: AppResources) -> SessionManager:
+    return SessionManager(
+        resources.session_store,
+        idle_seconds=resources.settings.session_idle_seconds,
+        absolute_seconds=resources.settings.session_absolute_seconds,
+    )
+
+
+class LoginRateLimiter:
+    """Fixed-window login attempt counters per client address and per username, in the shared cache."""
+
+    def __init__(self, cache: Cache, settings: Settings) -> None:
+        self._cache = cache
+        self._window = settings.login_limit_window_seconds
+        self._limits = {"ip": settings.login_limit_per_ip, "user": settings.login_limit_per_user}
+
+    async def hit(self, client: str, username: str) -> None:
+        """Count an attempt; raise `RateLimited` (with the seconds until the window ends) when over a limit."""
+        for kind, value in (("ip", client), ("user", username.lower())):
+            key = f"ratelimit:login:{kind}:{value}"
+            if await self._cache.incr(key, ttl=self._window) > self._limits[kind]:
+                remaining = await self._cache.ttl(key)
+                raise RateLimited(retry_after=int(remaining if remaining is not None else self._window) + 1)
+
+    async def succeeded(self, username: str) -> None:
+        """A successful login clears the username's counter (the per-client one keeps counting)."""
+        await self._cache.delete(f"ratelimit:login:user:{username.lower()}")
+
+
+def provide_current_user(request: Request[Any, Any, Any]) -> CurrentUser:
+    """The `current_user` dependency."""
+    user = request.scope.get("user")
+    if not isinstance(user, CurrentUser):
+        raise NotAuthorizedException()
+    return user
+
+
+def provide_auth_info(request: Request[Any, Any, Any]) -> AuthInfo:
+    """The `auth_info` dependency: how the caller authenticated."""
+    auth = request.scope.get("auth")
+    if not isinstance(auth, AuthInfo):
+        raise NotAuthorizedException()
+    return auth

@@ -1,0 +1,236 @@
+"""The one problem-details table: every error the API returns is RFC 9457 `application/problem+json` with a `code`.
+
+Domain errors map by class (most specific first) to a status; Litestar's HTTP exceptions map by status; advanced-
+alchemy's repository errors map to 404/409. Anything unknown is a 500 `internal_error` that echoes nothing.
+Feature helpers add their DomainError subclasses to `DOMAIN_STATUS`.
+"""
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from advanced_alchemy.exceptions import IntegrityError as AAIntegrityError
+from advanced_alchemy.exceptions import NotFoundError as AANotFoundError
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from infrahaus_domain.errors import (
+    AuthenticationFailed,
+    ConflictError,
+    CryptoError,
+    DomainError,
+    FieldError,
+    NotFoundError,
+    PermissionDenied,
+    RateLimited,
+    SettingsError,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from infrahaus_domain.nodes.errors import (
+    NodeAuthError,
+    NodePermissionError,
+    NodeRequestError,
+    NodeTlsError,
+    NodeTlsMismatchError,
+    NodeUnreachableError,
+)
+from infrahaus_domain.ports import LockTimeout
+
+logger = logging.getLogger("infrahaus.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details plus a stable machine `code` (and per-field `errors` for validation)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+class CsrfFailed(PermissionDenied):
+    code = "csrf_failed"
+
+
+class UnsupportedMediaType(DomainError):  # noqa: N818 - named like its HTTP status
+    code = "unsupported_media_type"
+
+
+# DomainError class -> HTTP status. Looked up along the exception's MRO, so subclasses inherit their base's status
+# unless listed themselves.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    ValidationFailed: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    LockTimeout: 409,
+    AuthenticationFailed: 401,
+    CsrfFailed: 403,
+    PermissionDenied: 403,
+    UnsupportedMediaType: 415,
+    RateLimited: 429,
+    UpstreamUnavailable: 503,
+    # Any failure of a user's Proxmox node is a 502 with its own code, never a 401/403 of our own.
+    NodeUnreachableError: 502,
+    NodeTlsMismatchError: 502,
+    NodeTlsError: 502,
+    NodeAuthError: 502,
+    NodePermissionError: 502,
+    NodeRequestError: 502,
+    CryptoError: 500,
+    SettingsError: 500,
+    DomainError: 400,
+}
+
+# HTTP status (of Litestar's own exceptions) -> code.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+_HTTP_DETAILS: dict[int, str] = {
+    401: "Authentication required: send a session cookie or an `Authorization: Bearer` token.",
+    404: "Not found.",
+    413: "The request body is too large.",
+}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    title: str | None = None,
+) -> Response[ProblemDetail]:
+    """A problem+json response; also used by handlers that answer an error without raising (health)."""
+    body = ProblemDetail(
+        type=f"urn:infrahaus:problem:{code}",
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors,
+    )
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _domain_status(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return 400
+
+
+_MSGSPEC_PATH = re.compile(r"at `\$\.?(?P<path>[^`]*)`")
+
+
+def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    errors: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        field = str(item.get("key") or item.get("source") or "body")
+        # Body errors from msgspec name the field inside the message: "Expected `int`, got `str` - at `$.cores`".
+        if match := _MSGSPEC_PATH.search(message):
+            field = match.group("path").replace("[", ".").replace("]", "") or "body"
+            message = message[: match.start()].rstrip(" -")
+        elif field == "data":
+            field = "body"
+        errors.append(FieldError(field=field, message=message))
+    return errors or [FieldError(field="body", message=exc.detail)]
+
+
+def _retry_headers(retry_after: float | int) -> dict[str, str]:
+    return {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
+def exception_to_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetail]:
+    """The app's only exception handler."""
+    if isinstance(exc, ValidationFailed):
+        return problem_response(422, exc.code, exc.detail, errors=exc.errors)
+    if isinstance(exc, RateLimited):
+        return problem_response(429, exc.code, exc.detail, headers=_retry_headers(exc.retry_after))
+    if isinstance(exc, DomainError):
+        status = _domain_status(exc)
+        if status == 500:
+            logger.error("domain error %s answered as %s", exc.code, status, exc_info=exc)
+            return problem_response(status, "internal_error", "An unexpected error occurred.")
+        return problem_response(status, exc.code, exc.detail)
+    if isinstance(exc, ValidationException):
+        return problem_response(422, "validation_failed", "The request is invalid.", errors=_validation_errors(exc))
+    if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
+        message = str(exc.__cause__) or "malformed JSON"
+        return problem_response(
+            422, "validation_failed", "The request body is not valid JSON.", errors=[_body_error(message)]
+        )
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        status = exc.status_code
+        headers = dict(exc.headers or {})
+        if status == 429 and "Retry-After" not in headers:
+            headers.update(_retry_headers(1))
+        detail = _HTTP_DETAILS.get(status) if exc.detail == HTTPStatus(status).phrase else exc.detail
+        return problem_response(status, HTTP_CODES.get(status, "bad_request"), detail or exc.detail, headers=headers)
+    if isinstance(exc, AANotFoundError):
+        return problem_response(404, "not_found", "Not found.")
+    if isinstance(exc, AAIntegrityError | SAIntegrityError):
+        return problem_response(409, "conflict", "The request conflicts with existing data.")
+    if isinstance(exc, HTTPException) and exc.status_code == 503:
+        return problem_response(503, "service_unavailable", "The service is temporarily unavailable.")
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "internal_error", "An unexpected error occurred.")
+
+
+def _body_error(message: str) -> FieldError:
+    if match := _MSGSPEC_PATH.search(message):
+        field = match.group("path").replace("[", ".").replace("]", "") or "body"
+        return FieldError(field=field, message=message[: match.start()].rstrip(" -"))
+    return FieldError(field="body", message=message)
+
+
+def _spec(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=ProblemDetail, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
+
+
+# Documented on every operation so generated SDKs know the error shape (the auto-documented 400 is not problem+json).
+PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
+    400: _spec("Bad request"),
+    401: _spec("Authentication required"),
+    403: _spec("Forbidden (for cookie sessions: missing or wrong X-CSRF-Token)"),
+    404: _spec("Not found (another user's resource answers the same)"),
+    409: _spec("Conflict with the current state"),
+    422: _spec("Validation failed; `errors` lists the fields"),
+}
+
+__all__ = [
+    "DOMAIN_STATUS",
+    "PROBLEM_JSON",
+    "PROBLEM_RESPONSES",
+    "CsrfFailed",
+    "ProblemDetail",
+    "UnsupportedMediaType",
+    "exception_to_problem",
+    "problem_response",
+]

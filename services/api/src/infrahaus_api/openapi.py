@@ -1,0 +1,40 @@
+"""OpenAPI document: served at `/api/schema`, written to `openapi/openapi.json` by `infrahaus openapi`."""
+
+import json
+from importlib.metadata import version
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="infrahaus",
+        version=version("infrahaus-api"),
+        description="Control plane for LXC containers on Proxmox VE. Errors: application/problem+json + `code`.",
+        path="/api/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        use_handler_docstrings=False,
+        create_examples=False,
+        components=Components(
+            security_schemes={
+                "bearerToken": SecurityScheme(
+                    type="http", scheme="bearer", description="A personal API token from POST /api/auth/tokens."
+                ),
+                "sessionCookie": SecurityScheme(
+                    type="apiKey",
+                    name="infrahaus_session",
+                    security_scheme_in="cookie",
+                    description="Session cookie from POST /api/auth/login; unsafe methods also need X-CSRF-Token.",
+                ),
+            }
+        ),
+        security=[{"bearerToken": []}, {"sessionCookie": []}],
+    )
+
+
+def schema_json(app: Litestar) -> str:
+    """The app's OpenAPI document as deterministic JSON (sorted keys, 2-space indent, trailing newline)."""
+    return json.dumps(app.openapi_schema.to_schema(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,122 @@
+"""`infrahaus dev [--demo]`: the embedded default, everything in one process.
+
+SQLite in the data directory, in-memory cache/locks/events/sessions, migrations applied at start, an encryption
+key generated into `<data-dir>/encryption.key` (mode 0600) when none is configured. With `--demo` the Proxmox
+simulator runs in the same process and is the login server (its certificate fingerprint pinned).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+import msgspec
+import uvicorn
+
+from infrahaus_api.app import create_app
+from infrahaus_domain import migrations
+from infrahaus_domain.crypto import format_key, generate_key
+from infrahaus_domain.db import create_engine
+from infrahaus_domain.logs import configure_logging
+from infrahaus_domain.settings import AuthServer, Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", action="store_true", help="start the Proxmox simulator beside the API")
+    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--data-dir", type=Path, default=Path(".infrahaus"), help="default: %(default)s")
+    demo = parser.add_argument_group("demo simulator")
+    demo.add_argument("--sim-api-port", type=int, default=8006, help="default: %(default)s")
+    demo.add_argument("--sim-ssh-port", type=int, default=2222, help="default: %(default)s")
+    demo.add_argument("--sim-node", default="pve", help="default: %(default)s")
+
+
+def ensure_key_file(path: Path) -> None:
+    """Create a key file with one fresh key, readable by the owner only, unless it exists."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(format_key(generate_key("dev1")) + "\n")
+
+
+def embedded_settings(environ: dict[str, str], data_dir: Path) -> Settings:
+    """Settings from the environment with the embedded defaults filled in for `data_dir`."""
+    env = dict(environ)
+    env.setdefault("INFRAHAUS_DATA_DIR", str(data_dir))
+    env.setdefault("INFRAHAUS_COOKIE_SECURE", "false")
+    if not env.get("INFRAHAUS_ENCRYPTION_KEYS") and not env.get("INFRAHAUS_ENCRYPTION_KEY_FILE"):
+        key_file = data_dir / "encryption.key"
+        ensure_key_file(key_file)
+        env["INFRAHAUS_ENCRYPTION_KEY_FILE"] = str(key_file)
+    return Settings.from_env(env)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = embedded_settings(dict(os.environ), args.data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(settings, args))
+    return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    await _migrate(settings)
+    simulator = None
+    if args.demo:
+        from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
+
+        simulator = Simulator(
+            SimulatorConfig(
+                data_dir=args.data_dir / "simulator",
+                nodes=[SimNodeConfig(name=args.sim_node, api_port=args.sim_api_port, ssh_port=args.sim_ssh_port)],
+            )
+        )
+        await simulator.start()
+        node = simulator.node(args.sim_node)
+        settings = msgspec.structs.replace(
+            settings, auth_servers=(AuthServer(name="demo", url=node.api_url, fingerprint=node.fingerprint),)
+        )
+    try:
+        app = create_app(settings)
+        _print_banner(settings, args, simulator)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on", access_log=False)
+        )
+        await server.serve()
+    finally:
+        if simulator is not None:
+            await simulator.stop()
+
+
+def _print_banner(settings: Settings, args: argparse.Namespace, simulator: object | None) -> None:
+    base = f"http://{args.host}:{args.port}"
+    lines = [
+        "infrahaus (embedded mode)",
+        f"  API          {base}/api",
+        f"  OpenAPI      {base}/api/schema",
+        f"  health       {base}/health/ready",
+        f"  database     {settings.database_url}",
+    ]
+    if simulator is not None:
+        lines += [
+            f"  simulator    https://127.0.0.1:{args.sim_api_port} (node {args.sim_node})",
+            f"  sim SSH      127.0.0.1:{args.sim_ssh_port} (root / demo)",
+            "  login        root@pam / demo",
+            "    curl -s -c cookies -H 'Content-Type: application/json' \\",
+            f'      -d \'{{"username":"root@pam","password":"demo"}}\' {base}/api/auth/login',
+            "  node token   root@pam!infrahaus = demo-token-secret",
+        ]
+    print("\n".join(lines), flush=True)  # noqa: T201
