@@ -15,6 +15,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "keys": ("infrahaus.commands.keys", "generate an encryption key; re-encrypt stored secrets under the active key"),
     "openapi": ("infrahaus.commands.openapi", "write the OpenAPI document to openapi/openapi.json"),
     "worker": ("infrahaus.commands.worker", "run the production worker processes (dramatiq over Redis)"),
+    "templates": ("infrahaus.commands.templates", "sync a templates directory into the database (discover)"),
     "pvesim": ("infrahaus.commands.pvesim", "run the Proxmox VE simulator (HTTPS API + SSH host) on its own"),
 }
 

@@ -99,7 +99,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             login_limit_per_ip=env.get_int("INFRAHAUS_LOGIN_LIMIT_PER_IP", 20, minimum=1),
             login_limit_per_user=env.get_int("INFRAHAUS_LOGIN_LIMIT_PER_USER", 10, minimum=1),
             login_limit_window_seconds=env.get_int("INFRAHAUS_LOGIN_LIMIT_WINDOW_SECONDS", 300, minimum=1),
-            templates_dir=env.get_optional("INFRAHAUS_TEMPLATES_DIR", Path),
+            templates_dir=env.get_optional("INFRAHAUS_TEMPLATES_DIR", Path) or _repo_templates_dir(),
             worker_concurrency=env.get_int("INFRAHAUS_WORKER_CONCURRENCY", 4, minimum=1),
             log_level=env.get_choice("INFRAHAUS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),  # type: ignore[arg-type]
             log_format=env.get_choice("INFRAHAUS_LOG_FORMAT", "json", ("json", "text")),  # type: ignore[arg-type]
@@ -190,6 +190,12 @@ def _load_auth_servers(env: "_Env") -> tuple[AuthServer, ...]:
             raise SettingsError(variable, f"server {server.name!r}: the URL must start with https://")
         names.add(server.name)
     return tuple(servers)
+
+
+def _repo_templates_dir() -> Path | None:
+    """The example templates at the root of a source checkout (the default templates directory), if present."""
+    candidate = Path(__file__).resolve().parents[4] / "templates"
+    return candidate if candidate.is_dir() else None
 
 
 def _parse_redis_url(value: str) -> str:

@@ -9,6 +9,9 @@ A directory that disappeared removes its template (containers keep the snapshot 
 import asyncio
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infrahaus_domain.db import alchemy_config
 from infrahaus_domain.errors import ConflictError, DomainError, ValidationFailed
 from infrahaus_domain.templates import validation as v
 from infrahaus_domain.templates.parser import ParsedTemplate, TemplateFormatError, parse_template_dir, template_dirs
@@ -71,3 +74,11 @@ async def discover(service: TemplateService, root: Path | None) -> DiscoveryRepo
             await service.remove_filesystem(template)
             report.removed.append(source_dir)
     return report
+
+
+async def discover_into(engine: AsyncEngine, root: Path | None) -> DiscoveryReport:
+    """Run `discover` in a transaction of its own (CLI, embedded start-up); commits what it synced."""
+    async with alchemy_config(engine).get_session() as session:
+        report = await discover(TemplateService(session=session), root)
+        await session.commit()
+        return report

@@ -58,7 +58,7 @@ def validate_template(data: TemplateWrite) -> TemplateWrite:
     errors.check("description", v.validate_text, data.description)
     tags: list[str] = []
     for i, tag in enumerate(data.tags):
-        normalised = errors.check(f"tags[{i}]", v.validate_tag, tag).lower()
+        normalised = errors.check(f"tags.{i}", v.validate_tag, tag).lower()
         if normalised not in tags:
             tags.append(normalised)
     if data.os_template is not None:
@@ -71,29 +71,29 @@ def validate_template(data: TemplateWrite) -> TemplateWrite:
 
     scripts = []
     for i, script in enumerate(data.scripts):
-        errors.check(f"scripts[{i}].name", v.validate_script_name, script.name)
-        errors.check(f"scripts[{i}].content", v.validate_content, script.content)
-        errors.check(f"scripts[{i}].description", v.validate_text, script.description)
+        errors.check(f"scripts.{i}.name", v.validate_script_name, script.name)
+        errors.check(f"scripts.{i}.content", v.validate_content, script.content)
+        errors.check(f"scripts.{i}.description", v.validate_text, script.description)
         scripts.append((script.position if script.position is not None else i, i, script))
     files = []
     for i, file in enumerate(data.files):
-        errors.check(f"files[{i}].name", v.validate_file_name, file.name)
-        errors.check(f"files[{i}].target_path", v.validate_target_path, file.target_path)
-        errors.check(f"files[{i}].content", v.validate_content, file.content)
-        mode = errors.check(f"files[{i}].mode", v.validate_mode, file.mode)
+        errors.check(f"files.{i}.name", v.validate_file_name, file.name)
+        errors.check(f"files.{i}.target_path", v.validate_target_path, file.target_path)
+        errors.check(f"files.{i}.content", v.validate_content, file.content)
+        mode = errors.check(f"files.{i}.mode", v.validate_mode, file.mode)
         files.append(
             FileIn(name=file.name, target_path=file.target_path, content=file.content, policy=file.policy, mode=mode)
         )
     packages = []
     for i, package in enumerate(data.packages):
-        errors.check(f"packages[{i}].name", partial(v.validate_package_name, package.manager), package.name)
+        errors.check(f"packages.{i}.name", partial(v.validate_package_name, package.manager), package.name)
         version = package.version
         if version is not None:
             version = errors.check(
-                f"packages[{i}].version", partial(v.validate_package_version, package.manager), version
+                f"packages.{i}.version", partial(v.validate_package_version, package.manager), version
             )
         if package.bucket is not None:
-            errors.check(f"packages[{i}].bucket", v.validate_label, package.bucket)
+            errors.check(f"packages.{i}.bucket", v.validate_label, package.bucket)
         packages.append(PackageIn(name=package.name, manager=package.manager, version=version, bucket=package.bucket))
     errors.raise_if_any()
     ordered = [

@@ -1,0 +1,97 @@
+"""`/api/package-buckets`: your reusable package groups, with bulk text import."""
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.di import Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from infrahaus_api.auth import CurrentUser
+from infrahaus_domain.buckets.schemas import (
+    BucketCreate,
+    BucketPackagesAdd,
+    BucketPage,
+    BucketRead,
+    BucketUpdate,
+    ImportResult,
+)
+from infrahaus_domain.buckets.service import PackageBucketService, to_read
+
+Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (default 50, at most 500).")]
+Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
+
+
+def provide_bucket_service(db_session: AsyncSession) -> PackageBucketService:
+    return PackageBucketService(db_session)
+
+
+class PackageBucketController(Controller):
+    path = "/package-buckets"
+    tags = ["package-buckets"]
+    dependencies = {"buckets": Provide(provide_bucket_service, sync_to_thread=False)}
+
+    @get("", operation_id="listPackageBuckets", summary="List your package buckets")
+    async def list_buckets(
+        self, current_user: CurrentUser, buckets: PackageBucketService, limit: Limit = 50, cursor: Cursor = None
+    ) -> BucketPage:
+        return await buckets.list_page(current_user.id, limit=limit, cursor=cursor)
+
+    @post("", operation_id="createPackageBucket", summary="Create a package bucket")
+    async def create_bucket(
+        self, current_user: CurrentUser, buckets: PackageBucketService, data: JSONBody[BucketCreate]
+    ) -> Response[BucketRead]:
+        bucket = await buckets.create_bucket(current_user.id, data)
+        return Response(to_read(bucket), status_code=201, headers={"Location": f"/api/package-buckets/{bucket.id}"})
+
+    @get("/{bucket_id:uuid}", operation_id="getPackageBucket", summary="Get a package bucket with its packages")
+    async def get_bucket(
+        self, current_user: CurrentUser, buckets: PackageBucketService, bucket_id: FromPath[uuid.UUID]
+    ) -> BucketRead:
+        return to_read(await buckets.get_owned(current_user.id, bucket_id))
+
+    @patch("/{bucket_id:uuid}", operation_id="updatePackageBucket", summary="Rename or describe a package bucket")
+    async def update_bucket(
+        self,
+        current_user: CurrentUser,
+        buckets: PackageBucketService,
+        bucket_id: FromPath[uuid.UUID],
+        data: JSONBody[BucketUpdate],
+    ) -> BucketRead:
+        return to_read(await buckets.update_bucket(current_user.id, bucket_id, data))
+
+    @delete("/{bucket_id:uuid}", operation_id="deletePackageBucket", summary="Delete a package bucket")
+    async def delete_bucket(
+        self, current_user: CurrentUser, buckets: PackageBucketService, bucket_id: FromPath[uuid.UUID]
+    ) -> None:
+        await buckets.delete_bucket(current_user.id, bucket_id)
+
+    @post(
+        "/{bucket_id:uuid}/packages",
+        operation_id="addPackageBucketPackages",
+        summary="Add packages: a list, or bulk text (one per line, # comments); duplicates are skipped",
+        status_code=200,
+    )
+    async def add_packages(
+        self,
+        current_user: CurrentUser,
+        buckets: PackageBucketService,
+        bucket_id: FromPath[uuid.UUID],
+        data: JSONBody[BucketPackagesAdd],
+    ) -> ImportResult:
+        return await buckets.add_packages(current_user.id, bucket_id, data)
+
+    @delete(
+        "/{bucket_id:uuid}/packages/{package_id:uuid}",
+        operation_id="removePackageBucketPackage",
+        summary="Remove one package from a bucket",
+    )
+    async def remove_package(
+        self,
+        current_user: CurrentUser,
+        buckets: PackageBucketService,
+        bucket_id: FromPath[uuid.UUID],
+        package_id: FromPath[uuid.UUID],
+    ) -> None:
+        await buckets.remove_package(current_user.id, bucket_id, package_id)
