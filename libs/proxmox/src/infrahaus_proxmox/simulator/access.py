@@ -65,9 +65,14 @@ class AccessControl:
             return f"{username}@{realm}"
         return username
 
-    def login(self, username: str, password: str, realm: str | None = None) -> dict[str, object]:
-        """POST /access/ticket: a new ticket for a password, or a renewed one for a valid ticket."""
+    def login(
+        self, username: str, password: str, realm: str | None = None, tfa_challenge: str | None = None
+    ) -> dict[str, object]:
+        """POST /access/ticket: a new ticket for a password, a renewed one for a valid ticket, or the full
+        ticket for a pending second-factor ticket (``tfa_challenge``) and ``password`` "totp:<code>"."""
         userid = self._userid(username, realm)
+        if tfa_challenge is not None:
+            return self._second_factor(userid, password, tfa_challenge)
         renewed = self._tickets.get(password)
         ok = renewed is not None and renewed.userid == userid and not renewed.tfa_pending and self._fresh(renewed)
         expected = self._config.users.get(userid)
@@ -81,6 +86,22 @@ class AccessControl:
         else:
             data["cap"] = self._capabilities(userid)
         return data
+
+    def _second_factor(self, userid: str, password: str, challenge: str) -> dict[str, object]:
+        pending = self._tickets.get(challenge)
+        expected = self._config.tfa_users.get(userid)
+        _kind, _, code = password.partition(":")
+        if (
+            pending is None
+            or not pending.tfa_pending
+            or pending.userid != userid
+            or expected is None
+            or not hmac.compare_digest(expected.encode(), code.encode())
+        ):
+            raise AccessError(401, "authentication failure")
+        del self._tickets[challenge]
+        ticket, csrf = self._issue(userid, tfa_pending=False)
+        return {"username": userid, "ticket": ticket, "CSRFPreventionToken": csrf, "cap": self._capabilities(userid)}
 
     def _issue(self, userid: str, *, tfa_pending: bool) -> tuple[str, str]:
         now = time.time()

@@ -96,8 +96,9 @@ class SimulatorConfig:
     # Seconds a task runs before it ends (create, start, stop, ...).
     task_duration: float = 0.05
     bind: str = "127.0.0.1"
-    # Users whose login asks for a second factor (the ticket answer carries NeedTFA).
-    tfa_users: set[str] = field(default_factory=set)
+    # Users whose login asks for a second factor (the ticket answer carries NeedTFA): userid -> the one
+    # TOTP code the simulator accepts in the second step (password "totp:<code>" with tfa-challenge).
+    tfa_users: dict[str, str] = field(default_factory=dict)
     # ACLs of users other than root@pam: userid -> ACL path -> privileges.
     user_privileges: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     # vztmpl volumes present on storage ``local`` of every node.

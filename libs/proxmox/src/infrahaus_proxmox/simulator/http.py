@@ -286,7 +286,9 @@ class NodeApi:
 
     async def ticket(self, ctx: Ctx) -> Any:
         try:
-            return self.access.login(ctx.params["username"], ctx.params["password"], ctx.params.get("realm"))
+            return self.access.login(
+                ctx.params["username"], ctx.params["password"], ctx.params.get("realm"), ctx.params.get("tfa-challenge")
+            )
         except AccessError as exc:
             raise ApiError(exc.status, exc.message) from exc
 

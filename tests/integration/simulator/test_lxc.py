@@ -1,0 +1,217 @@
+"""The LXC lifecycle: create, config, start, interfaces, shutdown/stop/reboot, delete; errors and locks."""
+
+import asyncio
+import time
+
+import httpx
+
+from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_proxmox.upid import parse_upid
+from tests.integration.simulator.helpers import DEBIAN, create_ct, create_ct_ok, wait_task
+
+
+async def test_create_runs_a_task_with_a_real_upid_and_log(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    upid = await create_ct(sim_http, 100, features="nesting=1", memory="1024", cores="2")
+    parsed = parse_upid(upid)
+    assert (parsed.node, parsed.type, parsed.id, parsed.user) == ("pve", "vzcreate", "100", "root@pam!infrahaus")
+    # While the task runs the container is locked and listed.
+    config = (await sim_http.get("/nodes/pve/lxc/100/config")).json()["data"]
+    assert config["lock"] == "create"
+    status = await wait_task(sim_http, upid)
+    assert status["exitstatus"] == "OK"
+    assert status["upid"] == upid
+    assert (status["user"], status["tokenid"], status["type"]) == ("root@pam", "infrahaus", "vzcreate")
+    log = (await sim_http.get(f"/nodes/pve/tasks/{upid}/log")).json()
+    lines = [entry["t"] for entry in log["data"]]
+    assert log["total"] == len(lines)
+    assert [entry["n"] for entry in log["data"]] == list(range(1, len(lines) + 1))
+    assert any(line.startswith("extracting archive '/var/lib/vz/template/cache/debian-12") for line in lines)
+    assert lines[-1] == "TASK OK"
+    page = (await sim_http.get(f"/nodes/pve/tasks/{upid}/log", params={"start": 2, "limit": 2})).json()
+    assert [e["n"] for e in page["data"]] == [3, 4]
+    assert page["total"] == len(lines)
+    # The container tree exists for the SSH side.
+    guest = sim_node.state.guests[100]
+    assert guest.rootfs is not None
+    assert (guest.rootfs / "etc" / "os-release").read_text().count("debian") >= 1
+
+
+async def test_config_after_create_looks_like_pve(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    await create_ct_ok(sim_http, 101, features="nesting=1", memory="1024", cores="2", tags="web")
+    config = (await sim_http.get("/nodes/pve/lxc/101/config")).json()["data"]
+    assert "lock" not in config
+    assert config["hostname"] == "ct101"
+    assert config["memory"] == 1024
+    assert config["cores"] == 2
+    assert config["ostype"] == "debian"
+    assert config["arch"] == "amd64"
+    assert config["unprivileged"] == 1
+    assert config["features"] == "nesting=1"
+    assert config["rootfs"] == "local-lvm:vm-101-disk-0,size=8G"
+    assert config["net0"].startswith("name=eth0,bridge=vmbr0,hwaddr=BC:24:11:")
+    assert config["net0"].endswith(",ip=dhcp,type=veth")
+    assert len(config["digest"]) == 40
+    assert "password" not in config
+    content = (await sim_http.get("/nodes/pve/storage/local-lvm/content")).json()["data"]
+    assert [(c["volid"], c["vmid"], c["size"]) for c in content] == [("local-lvm:vm-101-disk-0", 101, 8 * 1024**3)]
+    listed = (await sim_http.get("/nodes/pve/lxc")).json()["data"]
+    assert [(c["vmid"], c["name"], c["status"], c["type"]) for c in listed] == [(101, "ct101", "stopped", "lxc")]
+
+
+async def test_start_interfaces_shutdown_stop_reboot(sim_http: httpx.AsyncClient) -> None:
+    await create_ct_ok(sim_http, 102)
+    stopped = await sim_http.get("/nodes/pve/lxc/102/interfaces")
+    assert (stopped.status_code, stopped.reason_phrase) == (500, "CT 102 not running")
+    start = await sim_http.post("/nodes/pve/lxc/102/status/start")
+    assert parse_upid(start.json()["data"]).type == "vzstart"
+    assert (await wait_task(sim_http, start.json()["data"]))["exitstatus"] == "OK"
+    current = (await sim_http.get("/nodes/pve/lxc/102/status/current")).json()["data"]
+    assert current["status"] == "running"
+    assert current["pid"] > 0
+    again = await sim_http.post("/nodes/pve/lxc/102/status/start")
+    assert (again.status_code, again.reason_phrase) == (500, "CT 102 already running")
+    interfaces = (await sim_http.get("/nodes/pve/lxc/102/interfaces")).json()["data"]
+    assert [i["name"] for i in interfaces] == ["lo", "eth0"]
+    eth0 = interfaces[1]
+    assert eth0["inet"].startswith("192.168.100.")
+    assert eth0["inet"].endswith("/24")
+    assert eth0["inet6"].startswith("fe80::")
+    assert eth0["inet6"].endswith("/64")
+    assert eth0["hwaddr"].startswith("bc:24:11:")
+    reboot = await sim_http.post("/nodes/pve/lxc/102/status/reboot")
+    assert (await wait_task(sim_http, reboot.json()["data"]))["exitstatus"] == "OK"
+    shutdown = await sim_http.post("/nodes/pve/lxc/102/status/shutdown", data={"timeout": "30", "forceStop": "1"})
+    assert parse_upid(shutdown.json()["data"]).type == "vzshutdown"
+    assert (await wait_task(sim_http, shutdown.json()["data"]))["exitstatus"] == "OK"
+    current = (await sim_http.get("/nodes/pve/lxc/102/status/current")).json()["data"]
+    assert (current["status"], current["uptime"]) == ("stopped", 0)
+    stop = await sim_http.post("/nodes/pve/lxc/102/status/stop")
+    assert (stop.status_code, stop.reason_phrase) == (500, "CT 102 not running")
+    start = await sim_http.post("/nodes/pve/lxc/102/status/start")
+    await wait_task(sim_http, start.json()["data"])
+    stop = await sim_http.post("/nodes/pve/lxc/102/status/stop")
+    assert (await wait_task(sim_http, stop.json()["data"]))["exitstatus"] == "OK"
+    assert (await sim_http.get("/nodes/pve/lxc/102/status/current")).json()["data"]["status"] == "stopped"
+
+
+async def test_create_with_start_runs_the_container(sim_http: httpx.AsyncClient) -> None:
+    await create_ct_ok(sim_http, 103, start="1")
+    assert (await sim_http.get("/nodes/pve/lxc/103/status/current")).json()["data"]["status"] == "running"
+
+
+async def test_delete_refuses_running_then_destroys(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    await create_ct_ok(sim_http, 104, start="1")
+    rootfs = sim_node.state.guests[104].rootfs
+    assert rootfs is not None
+    assert rootfs.exists()
+    refused = await sim_http.delete("/nodes/pve/lxc/104")
+    assert (refused.status_code, refused.reason_phrase) == (500, "CT 104 is running - destroy failed")
+    delete = await sim_http.delete(
+        "/nodes/pve/lxc/104", params={"purge": "1", "destroy-unreferenced-disks": "1", "force": "1"}
+    )
+    upid = delete.json()["data"]
+    assert parse_upid(upid).type == "vzdestroy"
+    assert (await wait_task(sim_http, upid))["exitstatus"] == "OK"
+    gone = await sim_http.get("/nodes/pve/lxc/104/config")
+    assert (gone.status_code, gone.reason_phrase) == (500, "Configuration file 'nodes/pve/lxc/104.conf' does not exist")
+    assert not rootfs.exists()
+    assert (await sim_http.get("/nodes/pve/storage/local-lvm/content")).json()["data"] == []
+    log = [e["t"] for e in (await sim_http.get(f"/nodes/pve/tasks/{upid}/log")).json()["data"]]
+    assert 'Logical volume "vm-104-disk-0" successfully removed.' in " ".join(log)
+
+
+async def test_create_existing_vmid_is_500(sim_http: httpx.AsyncClient) -> None:
+    await create_ct_ok(sim_http, 105)
+    response = await sim_http.post("/nodes/pve/lxc", data={"vmid": "105", "ostemplate": DEBIAN})
+    assert response.status_code == 500
+    assert response.reason_phrase == "CT 105 already exists on node 'pve'"
+    assert response.reason_phrase.startswith("CT 105 already exists")
+    assert response.json() == {"data": None, "message": "CT 105 already exists on node 'pve'\n"}
+
+
+async def test_missing_template_fails_the_task_and_removes_the_ct(sim_http: httpx.AsyncClient) -> None:
+    upid = await create_ct(sim_http, 106, ostemplate="local:vztmpl/nothing-here.tar.zst")
+    status = await wait_task(sim_http, upid)
+    assert status["exitstatus"] == "unable to create CT 106 - volume 'local:vztmpl/nothing-here.tar.zst' does not exist"
+    log = [e["t"] for e in (await sim_http.get(f"/nodes/pve/tasks/{upid}/log")).json()["data"]]
+    assert log[-1] == f"TASK ERROR: {status['exitstatus']}"
+    missing = await sim_http.get("/nodes/pve/lxc/106/config")
+    assert missing.status_code == 500
+
+
+async def test_rootfs_storage_must_hold_containers(sim_http: httpx.AsyncClient) -> None:
+    upid = await create_ct(sim_http, 107, rootfs="local:8")
+    status = await wait_task(sim_http, upid)
+    assert status["exitstatus"] == "unable to create CT 107 - storage 'local' does not support container directories"
+    unknown = await sim_http.post("/nodes/pve/lxc", data={"vmid": "108", "ostemplate": "nas:vztmpl/x.tar.zst"})
+    assert (unknown.status_code, unknown.reason_phrase) == (500, "storage 'nas' does not exist")
+
+
+async def test_lock_contention_while_creating(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    sim_node.tasks.duration = 0.5
+    upid = await create_ct(sim_http, 109)
+    for method, path in [
+        ("POST", "/nodes/pve/lxc/109/status/start"),
+        ("DELETE", "/nodes/pve/lxc/109"),
+        ("PUT", "/nodes/pve/lxc/109/config"),
+    ]:
+        response = await sim_http.request(method, path, data={"memory": "1024"} if method == "PUT" else None)
+        assert (response.status_code, response.reason_phrase) == (500, "CT is locked (create)"), path
+    listed = (await sim_http.get("/nodes/pve/lxc")).json()["data"]
+    assert listed[0]["lock"] == "create"
+    assert (await wait_task(sim_http, upid))["exitstatus"] == "OK"
+    start = await sim_http.post("/nodes/pve/lxc/109/status/start")
+    assert start.status_code == 200
+
+
+async def test_operations_on_one_guest_are_serialised(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    await create_ct_ok(sim_http, 110, start="1")
+    sim_node.tasks.duration = 0.3
+    started = time.monotonic()
+    first = (await sim_http.post("/nodes/pve/lxc/110/status/reboot")).json()["data"]
+    second = (await sim_http.post("/nodes/pve/lxc/110/status/reboot")).json()["data"]
+    one, two = await asyncio.gather(wait_task(sim_http, first), wait_task(sim_http, second))
+    assert one["exitstatus"] == two["exitstatus"] == "OK"
+    # Run one after the other, the two tasks take at least twice the task duration.
+    assert time.monotonic() - started >= 0.6
+
+
+async def test_config_update_and_digest(sim_http: httpx.AsyncClient) -> None:
+    await create_ct_ok(sim_http, 111, description="old")
+    digest = (await sim_http.get("/nodes/pve/lxc/111/config")).json()["data"]["digest"]
+    update = await sim_http.put(
+        "/nodes/pve/lxc/111/config", data={"memory": "2048", "onboot": "1", "delete": "description", "digest": digest}
+    )
+    assert update.status_code == 200
+    assert update.json() == {"data": None}
+    config = (await sim_http.get("/nodes/pve/lxc/111/config")).json()["data"]
+    assert (config["memory"], config["onboot"]) == (2048, 1)
+    assert "description" not in config
+    stale = await sim_http.put("/nodes/pve/lxc/111/config", data={"memory": "512", "digest": digest})
+    assert stale.status_code == 500
+    assert stale.reason_phrase.startswith("detected modified configuration")
+    bad = await sim_http.put("/nodes/pve/lxc/111/config", data={"memory": "1"})
+    assert bad.status_code == 400
+    assert bad.json()["errors"] == {"memory": "value must have a minimum value of 16"}
+
+
+async def test_missing_guest_and_qemu_guest_under_lxc(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    from infrahaus_proxmox.simulator.simulator import populate_node
+
+    populate_node(sim_node.state, ("local:vztmpl/a.tar.zst",), guests=4)  # vmid 103 is a QEMU VM
+    for path in ["/nodes/pve/lxc/103/status/current", "/nodes/pve/lxc/999/config"]:
+        response = await sim_http.get(path)
+        assert response.status_code == 500
+        vmid = path.split("/")[4]
+        assert response.reason_phrase == f"Configuration file 'nodes/pve/lxc/{vmid}.conf' does not exist"
+    clash = await sim_http.post("/nodes/pve/lxc", data={"vmid": "103", "ostemplate": DEBIAN})
+    assert clash.reason_phrase == "VM 103 already exists on node 'pve'"
+    qemu = (await sim_http.get("/nodes/pve/qemu")).json()["data"]
+    assert [q["vmid"] for q in qemu] == [103]
+
+
+async def test_unknown_task_and_garbage_upid(sim_http: httpx.AsyncClient) -> None:
+    garbage = await sim_http.get("/nodes/pve/tasks/not-a-upid/status")
+    assert (garbage.status_code, garbage.reason_phrase) == (500, "unable to parse worker upid 'not-a-upid'")
+    unknown = await sim_http.get("/nodes/pve/tasks/UPID:pve:00001234:00001234:65432100:vzstart:100:root@pam:/status")
+    assert (unknown.status_code, unknown.reason_phrase) == (500, "no such task")
