@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.simulator",
     "tests.fixtures.proxmox_client",
+    "tests.fixtures.nodes",
+    "tests.fixtures.pct",
 ]

@@ -162,8 +162,10 @@ class ExecStream:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[OutputLine]:
-        chan, session = await self._runner._open(self._command)
+        # Before the channel opens: the node's `timeout` starts later, so a 124 from it comes
+        # no earlier than this clock's timeout.
         started = time.monotonic()
+        chan, session = await self._runner._open(self._command)
         deadline = started + self._timeout + _LOCAL_GRACE
         try:
             if self._stdin:
@@ -210,6 +212,7 @@ class PctExecRunner:
         self._lock = asyncio.Lock()
         self._pinned: str | None = _key_line(target.host_key) if target.host_key else None
         self._seen: str | None = None
+        # Connections made after the first one (a dropped connection was re-established).
         self.reconnects = 0
 
     @property
@@ -269,6 +272,8 @@ class PctExecRunner:
             raise SshAuthError(f"SSH login to {target.host}:{target.port} as {target.username} was refused") from None
         except (OSError, TimeoutError, asyncssh.Error) as exc:
             raise SshUnreachable(f"cannot reach SSH on {target.host}:{target.port}: {_reason(exc)}") from None
+        if self._seen is not None:
+            self.reconnects += 1
         key = conn.get_server_host_key()
         assert key is not None
         self._seen = _key_line(key.export_public_key("openssh").decode())
@@ -286,8 +291,6 @@ class PctExecRunner:
         for attempt in range(2):
             async with self._lock:
                 if self._conn is None or self._conn.is_closed():
-                    if self._conn is not None or attempt:
-                        self.reconnects += 1
                     self._conn = await self._dial()
                 conn = self._conn
             try:

@@ -153,22 +153,27 @@ def container_argv(rootfs: Path, argv: Sequence[str]) -> list[str]:
         "--ipc",
         "--uts",
         "--kill-child",
+        # unshare changes directory before it drops to the namespace's uid, so parents that only
+        # the host's root may traverse (pytest's 0700 temp dirs) do not matter.
+        f"--wd={rootfs}",
         "--",
         str(STATIC_BUSYBOX),
         "sh",
         "-c",
         _ENTER,
-        str(rootfs),
+        "enter",
         *argv,
     ]
 
 
-# Runs as the namespace's root in a private mount namespace. pivot_root (not chroot, which the
-# container's root could undo) makes the tree the only filesystem left; the host's is detached.
+# Runs as the namespace's root in a private mount namespace, in the tree's directory. The tree is
+# bind-mounted over /tmp (of this namespace only: a path the namespace's root can reach), and
+# pivot_root (not chroot, which the container's root could undo) makes it the only filesystem
+# left; the host's is detached.
 # Then bash, not busybox sh (which prefers its applets over the simulated tools on PATH), sets
 # the UTS hostname from /etc/hostname and execs the command.
 _ENTER = (
-    'mount --rbind "$0" "$0" && cd "$0" && pivot_root . . && umount -l . && cd / || exit 125; '
+    "mount --rbind . /tmp && cd /tmp && pivot_root . . && umount -l . && cd / || exit 125; "
     'exec /bin/bash -c \'/bin/busybox hostname -F /etc/hostname 2>/dev/null; exec "$@"\' bash "$@"'
 )
 
@@ -185,9 +190,8 @@ def _busybox_applets() -> tuple[str, ...]:
 
 
 def _image_binaries(node_dir: Path) -> dict[str, Path]:
-    """Per-node copies of the static binaries, owned by the host's root so containers cannot modify them.
-
-    Containers hard-link them (cheap: a fleet of hundreds shares two inodes).
+    """Per-node links to (or copies of) the static binaries, owned by the host's root so containers
+    cannot modify them. Containers hard-link them: a fleet of hundreds shares two inodes.
     """
     image = node_dir / ".image"
     image.mkdir(parents=True, exist_ok=True)
@@ -199,8 +203,8 @@ def _image_binaries(node_dir: Path) -> dict[str, Path]:
         target = image / name
         if not target.exists():
             tmp = image / f".{name}.tmp"
-            shutil.copyfile(source, tmp)
-            tmp.chmod(0o755)
+            tmp.unlink(missing_ok=True)
+            _link_or_copy(source, tmp)
             tmp.replace(target)
         out[name] = target
     return out

@@ -1,0 +1,210 @@
+"""PctExecRunner against the simulated node over a real SSH connection."""
+
+import asyncio
+import time
+
+import asyncssh
+import pytest
+
+from infrahaus_proxmox.errors import ProxmoxLocked, ProxmoxNotFound
+from infrahaus_proxmox.pct import (
+    OutputLine,
+    PctExecRunner,
+    PctNotRunning,
+    PctTimeout,
+    SshAuthError,
+    SshConnectionLost,
+    SshHostKeyMismatch,
+    SshUnreachable,
+)
+from tests.fixtures.pct import PctNode
+
+
+async def test_interleaved_stdout_and_stderr_keep_their_order(pct_runner: PctExecRunner) -> None:
+    seen: list[OutputLine] = []
+    script = "echo out1; sleep 0.05; echo err1 >&2; sleep 0.05; echo out2; sleep 0.05; echo err2 >&2; printf tail"
+    result = await pct_runner.exec(100, ["bash", "-c", script], timeout=10, on_line=seen.append)
+
+    expected = [
+        OutputLine("stdout", "out1"),
+        OutputLine("stderr", "err1"),
+        OutputLine("stdout", "out2"),
+        OutputLine("stderr", "err2"),
+        OutputLine("stdout", "tail"),
+    ]
+    assert result.lines == expected
+    assert seen == expected
+    assert result.stdout == ["out1", "out2", "tail"]
+    assert result.stderr == ["err1", "err2"]
+    assert result.exit_code == 0
+
+
+async def test_lines_stream_before_the_command_ends(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    # The command only finishes once the test, having seen its first line, creates /tmp/go.
+    assert pct_node.running.rootfs is not None
+    go = pct_node.running.rootfs / "tmp" / "go"
+    script = "echo waiting; while [ ! -e /tmp/go ]; do sleep 0.02; done; echo released"
+    stream = pct_runner.stream(100, ["bash", "-c", script], timeout=20)
+    texts = []
+    async for line in stream:
+        texts.append(line.text)
+        if line.text == "waiting":
+            go.touch()
+    assert texts == ["waiting", "released"]
+    assert stream.exit_code == 0
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["true"], 0), (["false"], 1), (["bash", "-c", "exit 42"], 42)])
+async def test_exit_codes_come_back(pct_runner: PctExecRunner, argv: list[str], code: int) -> None:
+    assert (await pct_runner.exec(100, argv, timeout=10)).exit_code == code
+
+
+async def test_unknown_command_in_container_is_127(pct_runner: PctExecRunner) -> None:
+    result = await pct_runner.exec(100, ["no-such-tool", "--x"], timeout=10)
+    assert result.exit_code == 127
+
+
+async def test_push_writes_content_and_mode_and_removes_the_temp_file(
+    pct_node: PctNode, pct_runner: PctExecRunner
+) -> None:
+    content = b"line one\nsecret=\xc3\xa9$(id)\n\x00\x01binary tail"
+    await pct_runner.exec(100, ["mkdir", "-p", "/etc/app"], timeout=10)
+    await pct_runner.push(100, content, "/etc/app/config.env", mode=0o600)
+
+    assert pct_node.running.rootfs is not None
+    assert (pct_node.running.rootfs / "etc/app/config.env").read_bytes() == content
+    stat = await pct_runner.exec(100, ["stat", "-c", "%a %U:%G", "/etc/app/config.env"], timeout=10)
+    assert stat.stdout == ["600 root:root"]
+    assert list((pct_node.ssh.host_dir / "tmp").iterdir()) == []
+
+
+async def test_push_to_a_stopped_container_fails_and_still_cleans_up(
+    pct_node: PctNode, pct_runner: PctExecRunner
+) -> None:
+    with pytest.raises(PctNotRunning, match="CT 101 not running"):
+        await pct_runner.push(101, b"x", "/root/x", mode=0o644)
+    assert list((pct_node.ssh.host_dir / "tmp").iterdir()) == []
+
+
+async def test_exec_in_stopped_or_missing_container(pct_runner: PctExecRunner) -> None:
+    with pytest.raises(PctNotRunning):
+        await pct_runner.exec(101, ["true"], timeout=10)
+    with pytest.raises(ProxmoxNotFound, match=r"nodes/pve/lxc/999\.conf"):
+        await pct_runner.exec(999, ["true"], timeout=10)
+
+
+async def test_command_timeout_kills_it_and_the_runner_goes_on(pct_runner: PctExecRunner) -> None:
+    started = time.monotonic()
+    with pytest.raises(PctTimeout):
+        await pct_runner.exec(100, ["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert (await pct_runner.exec(100, ["echo", "after"], timeout=10)).stdout == ["after"]
+
+
+async def test_connection_dropped_mid_command_is_reported_then_recovered_once(
+    pct_node: PctNode, pct_runner: PctExecRunner
+) -> None:
+    await pct_runner.connect()
+    pct_node.faults.drop_ssh_after(0.3)
+    with pytest.raises(SshConnectionLost):
+        await pct_runner.exec(100, ["sleep", "10"], timeout=20)
+    pct_node.faults.drop_ssh_after(None)
+
+    result = await pct_runner.exec(100, ["echo", "again"], timeout=10)
+    assert result.stdout == ["again"]
+    assert pct_runner.reconnects == 1
+
+
+async def test_connection_dropped_while_idle_reconnects_transparently(
+    pct_node: PctNode, pct_runner: PctExecRunner
+) -> None:
+    assert (await pct_runner.exec(100, ["echo", "one"], timeout=10)).stdout == ["one"]
+    pct_node.ssh.drop_connections()
+    assert (await pct_runner.exec(100, ["echo", "two"], timeout=10)).stdout == ["two"]
+    assert pct_runner.reconnects == 1
+
+
+async def test_pinned_host_key_is_checked(pct_node: PctNode) -> None:
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode()
+    runner = PctExecRunner(pct_node.target(host_key=other), connect_timeout=5)
+    with pytest.raises(SshHostKeyMismatch):
+        await runner.connect()
+    await runner.aclose()
+
+    pinned = PctExecRunner(pct_node.target())
+    assert await pinned.connect() == pct_node.ssh.public_key
+    await pinned.aclose()
+
+
+async def test_trust_on_first_use_reports_the_key(pct_node: PctNode) -> None:
+    runner = PctExecRunner(pct_node.target(host_key=None))
+    before = runner.host_key
+    seen = await runner.connect()
+    assert before is None
+    assert seen == pct_node.ssh.public_key == runner.host_key
+    await runner.aclose()
+
+
+async def test_wrong_password_and_public_key_login(pct_node: PctNode) -> None:
+    with pytest.raises(SshAuthError):
+        await PctExecRunner(pct_node.target(password="wrong")).connect()
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    pct_node.ssh.authorize_key("root", key.export_public_key("openssh").decode())
+    runner = PctExecRunner(pct_node.target(password=None, private_key=key.export_private_key("openssh").decode()))
+    assert (await runner.exec(100, ["id", "-u"], timeout=10)).stdout == ["0"]
+    await runner.aclose()
+
+
+async def test_unreachable_node(pct_node: PctNode) -> None:
+    pct_node.faults.unreachable = True
+    with pytest.raises(SshUnreachable):
+        await PctExecRunner(pct_node.target(), connect_timeout=5).connect()
+    pct_node.faults.unreachable = False
+    runner = PctExecRunner(pct_node.target())
+    assert (await runner.exec(100, ["true"], timeout=10)).exit_code == 0
+    await runner.aclose()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["; rm -rf /", "$(id)", "`id`", 'it\'s "quoted"', "two\nlines", "*", "a\\b", "-n", "$HOME && echo pwned"],
+)
+async def test_shell_metacharacters_arrive_literally(pct_node: PctNode, pct_runner: PctExecRunner, name: str) -> None:
+    # The value goes through the SSH command line, the node's argv split and the container's exec.
+    result = await pct_runner.exec(100, ["bash", "-c", 'printf %s "$1" > /tmp/value', "bash", name], timeout=10)
+    assert result.exit_code == 0
+    assert pct_node.running.rootfs is not None
+    assert (pct_node.running.rootfs / "tmp" / "value").read_text() == name
+
+
+async def test_push_to_a_path_with_metacharacters(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    path = "/tmp/odd name;$(id)'x'"
+    await pct_runner.push(100, b"ok", path)
+    assert pct_node.running.rootfs is not None
+    assert (pct_node.running.rootfs / "tmp" / "odd name;$(id)'x'").read_bytes() == b"ok"
+
+
+async def test_set_features_and_unlock(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    await pct_runner.set_features(101, {"nesting": True, "keyctl": True, "fuse": False})
+    assert pct_node.stopped.config["features"] == "nesting=1,keyctl=1,fuse=0"
+
+    pct_node.faults.lock(101, "create")
+    with pytest.raises(ProxmoxLocked, match=r"CT is locked \(create\)"):
+        await pct_runner.set_features(101, {"nesting": True})
+    await pct_runner.unlock(101)
+    assert pct_node.stopped.lock is None
+
+
+async def test_run_host(pct_runner: PctExecRunner) -> None:
+    status = await pct_runner.run_host(["pct", "status", "100"], timeout=10)
+    assert status.stdout == ["status: running"]
+    missing = await pct_runner.run_host(["qm", "list"], timeout=10)
+    assert missing.exit_code == 127
+    assert missing.stderr == ["bash: line 1: qm: command not found"]
+
+
+async def test_concurrent_commands_share_one_connection(pct_runner: PctExecRunner) -> None:
+    results = await asyncio.gather(*(pct_runner.exec(100, ["echo", str(i)], timeout=10) for i in range(8)))
+    assert [r.stdout for r in results] == [[str(i)] for i in range(8)]
+    assert pct_runner.reconnects == 0
