@@ -93,7 +93,7 @@ async def test_access_ticket_and_tfa(pve_client: ClientFactory, simulator: Simul
     assert ticket.ticket.startswith("PVE:root@pam:")
     assert ticket.csrf_token
     assert ticket.ticket not in repr(ticket)
-    simulator.config.tfa_users.add(DEMO_USER)
+    simulator.config.tfa_users[DEMO_USER] = "123456"
     with pytest.raises(ProxmoxTfaRequired):
         await client.access.ticket(DEMO_USER, DEMO_PASSWORD)
 
