@@ -15,7 +15,7 @@ from infrahaus_worker.discovery import (
     parse_discovery_output,
     parse_listeners,
     parse_main_pids,
-    parse_parents,
+    parse_procs,
     parse_units,
     service_url,
 )
@@ -63,16 +63,16 @@ LISTEN 0      4096   [::ffff:127.0.0.1]:9229      *:*    users:(("ruby",pid=1200
 garbage line
 """
 
-STAT = """\
-1 (systemd) S 0 1 1 0 -1 4194560 1021 0
-301 (sshd) S 1 301 301 0 -1 4194560
-700 (postgres) S 1 700 700 0 -1 4194560
-812 (nginx) S 1 812 812 0 -1 4194624
-813 (nginx) S 812 812 812 0 -1 4194624
-814 (nginx) S 812 812 812 0 -1 4194624
-950 (npm run start) S 1 950 950 0 -1 4194560
-955 (sh) S 950 950 950 0 -1 4194560
-962 (node (worker)) S 955 950 950 0 -1 4194560
+PROCS = """\
+1 0 -
+301 1 ssh.service
+700 1 postgresql@15-main.service
+812 1 -
+813 812 -
+814 812 -
+950 1 -
+955 950 -
+962 955 -
 """
 
 
@@ -126,12 +126,24 @@ def test_parse_listeners_accepts_netid_column() -> None:
     ]
 
 
-def test_parse_parents_handles_parens_and_spaces_in_comm() -> None:
-    parents = parse_parents(STAT)
+def test_parse_procs_parents_and_cgroups() -> None:
+    parents, cgroups = parse_procs(PROCS + "garbage\n")
     assert parents[962] == 955
     assert parents[955] == 950
     assert parents[1] == 0
     assert len(parents) == 9
+    assert cgroups == {301: "ssh", 700: "postgresql@15-main"}
+
+
+def test_cgroup_wins_over_a_missing_main_pid() -> None:
+    discovery = parse_discovery_output(
+        f"{SECTION_MARK}units\nweb.service loaded active running web\n{SECTION_MARK}ports\n"
+        'LISTEN 0 511 0.0.0.0:8080 0.0.0.0:* users:(("httpd",pid=41,fd=3))\n'
+        f"{SECTION_MARK}procs\n41 1 web.service\n"
+    )
+    [service] = build_services(discovery)
+    assert service.name == "web"
+    assert service.ports == [8080]
 
 
 def test_parse_credentials_formats() -> None:
@@ -148,8 +160,8 @@ def _discovery() -> Discovery:
             SHOW,
             f"{SECTION_MARK}ports",
             SS,
-            f"{SECTION_MARK}stat",
-            STAT,
+            f"{SECTION_MARK}procs",
+            PROCS,
             f"{SECTION_MARK}credentials postgresql@15-main",
             "PGUSER=app\nPGPASSWORD=pw-1\n",
             f"{SECTION_MARK}credentials grafana.env",

@@ -124,6 +124,12 @@ def test_run_as_user_runs_argv_without_a_shell_string(tmp_path: Path) -> None:
     assert result.stdout == "a b|;|x|"
 
 
+def test_run_as_user_single_argument_is_a_command_line(tmp_path: Path) -> None:
+    result = run(tmp_path, 'run_as_user "$(id -un)" "echo one; echo two"')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "one\ntwo\n"
+
+
 def test_run_as_user_refuses_bad_user(tmp_path: Path) -> None:
     assert run(tmp_path, "run_as_user 'root;id' true").returncode == 2
 

@@ -2,8 +2,9 @@
 
 One fixed script (``DISCOVERY_SCRIPT``, no interpolated input) runs in the container and prints
 sections; the parsers below turn each section into data and ``build_services`` joins them:
-a listening socket belongs to the unit whose main PID owns it, directly or through a parent
-process (pre-forking servers listen from worker children), or by process name as a last resort.
+a listening socket belongs to the unit whose cgroup holds its process, else to the unit whose main
+PID is the process or one of its ancestors (pre-forking servers listen from worker children), or
+by process name as a last resort.
 """
 
 import re
@@ -27,9 +28,17 @@ if [ -n "$names" ]; then systemctl show -p Id -p MainPID $names 2>/dev/null; fi
 set +f
 echo '{SECTION_MARK}ports'
 ss -tlnpH 2>/dev/null
-echo '{SECTION_MARK}stat'
-cat /proc/[0-9]*/stat 2>/dev/null
-echo
+echo '{SECTION_MARK}procs'
+for d in /proc/[0-9]*; do
+    pid=${{d#/proc/}} ppid=0 unit=-
+    while read -r key value _; do
+        if [ "$key" = "PPid:" ]; then ppid=$value; break; fi
+    done 2>/dev/null <"$d/status"
+    while IFS= read -r line; do
+        case "$line" in *.service) unit=${{line##*/}}; break ;; esac
+    done 2>/dev/null <"$d/cgroup"
+    echo "$pid $ppid $unit"
+done
 for f in {CREDENTIALS_DIR}/*; do
     [ -f "$f" ] || continue
     echo "{SECTION_MARK}credentials ${{f##*/}}"
@@ -137,6 +146,7 @@ class Discovery(msgspec.Struct, kw_only=True):
     main_pids: dict[str, int]
     listeners: list[Listener]
     parents: dict[int, int]
+    cgroups: dict[int, str]
     credentials: dict[str, dict[str, str]]
 
 
@@ -206,17 +216,22 @@ def parse_listeners(text: str) -> list[Listener]:
     return listeners
 
 
-def parse_parents(text: str) -> dict[int, int]:
-    """Parse ``/proc/<pid>/stat`` lines into pid -> parent pid (the command may contain spaces and parens)."""
+def parse_procs(text: str) -> tuple[dict[int, int], dict[int, str]]:
+    """Parse ``PID PPID UNIT`` lines (UNIT from the process's cgroup, ``-`` when none).
+
+    Returns (pid -> parent pid, pid -> unit name without ``.service``).
+    """
     parents: dict[int, int] = {}
+    cgroups: dict[int, str] = {}
     for raw in text.splitlines():
-        head, sep, tail = raw.rpartition(")")
-        pid_text = head.split("(", 1)[0].strip()
-        fields = tail.split()
-        if not sep or not pid_text.isdigit() or len(fields) < 2 or not fields[1].isdigit():
+        parts = raw.split()
+        if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
             continue
-        parents[int(pid_text)] = int(fields[1])
-    return parents
+        pid = int(parts[0])
+        parents[pid] = int(parts[1])
+        if len(parts) > 2 and parts[2].endswith(".service"):
+            cgroups[pid] = _unit_stem(parts[2])
+    return parents, cgroups
 
 
 def parse_credentials(text: str) -> dict[str, str]:
@@ -252,11 +267,13 @@ def parse_discovery_output(text: str) -> Discovery:
             continue
         if current is not None:
             current.append(line)
+    parents, cgroups = parse_procs("\n".join(sections.get("procs", [])))
     return Discovery(
         units=parse_units("\n".join(sections.get("units", []))),
         main_pids=parse_main_pids("\n".join(sections.get("pids", []))),
         listeners=parse_listeners("\n".join(sections.get("ports", []))),
-        parents=parse_parents("\n".join(sections.get("stat", []))),
+        parents=parents,
+        cgroups=cgroups,
         credentials={
             name: values
             for name, lines in credential_files.items()
@@ -303,7 +320,12 @@ def build_services(discovery: Discovery, *, ip_address: str | None = None) -> li
     by_unit: dict[str, list[Listener]] = {}
     by_process: dict[str, list[Listener]] = {}
     for listener in discovery.listeners:
-        owners = {_owner(pid, pid_units, discovery.parents) for _, pid in listener.processes}
+        owners = {
+            discovery.cgroups.get(pid)
+            if discovery.cgroups.get(pid) in units
+            else _owner(pid, pid_units, discovery.parents)
+            for _, pid in listener.processes
+        }
         owners.discard(None)
         if not owners:
             # Without /proc or MainPID, fall back to a process named like a unit ("nginx" -> nginx.service).

@@ -82,7 +82,8 @@ detect_pkg_manager() {
     return 1
 }
 
-# run_as_user USER CMD [ARG...]: runs one command as USER without going through a shell string.
+# run_as_user USER CMD [ARG...]: runs a command as USER. Several arguments are run as an argv list
+# (no shell parsing); a single argument is a command line for `sh -c`, like `su -c` takes it.
 run_as_user() {
     if [ "$#" -lt 2 ]; then
         log_error "usage: run_as_user USER CMD [ARG...]"
@@ -93,6 +94,9 @@ run_as_user() {
     if ! [[ "$user" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]]; then
         log_error "run_as_user: invalid user name"
         return 2
+    fi
+    if [ "$#" -eq 1 ]; then
+        set -- sh -c "$1"
     fi
     if [ "$(id -un 2>/dev/null)" = "$user" ]; then
         "$@"

@@ -17,18 +17,22 @@ MANAGERS = ("apt", "pip", "npm")
 
 
 def commands(manager: str, specs: Sequence[str]) -> list[list[str]]:
-    """The argv lists that install `specs` with one manager (each list one `pct exec`)."""
+    """The argv lists that install `specs` with one manager (each list one `pct exec`).
+
+    Specs passed the allow-list (they start with a letter or digit), so none can pose as an option;
+    no `--` separator, which apt-get does not understand.
+    """
     if manager == "apt":
         env = ["env", "DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a"]
         return [
             [*env, "apt-get", "update", "-q"],
-            [*env, "apt-get", "install", "-y", "-q", "--no-install-recommends", "--", *specs],
+            [*env, "apt-get", "install", "-y", "-q", "--no-install-recommends", *specs],
         ]
     if manager == "pip":
         # Debian 12's system Python refuses pip installs unless told; older pips ignore the variable.
-        return [["env", "PIP_BREAK_SYSTEM_PACKAGES=1", "python3", "-m", "pip", "install", "--no-input", "--", *specs]]
+        return [["env", "PIP_BREAK_SYSTEM_PACKAGES=1", "python3", "-m", "pip", "install", "--no-input", *specs]]
     if manager == "npm":
-        return [["npm", "install", "--global", "--no-audit", "--no-fund", "--", *specs]]
+        return [["npm", "install", "--global", "--no-audit", "--no-fund", *specs]]
     raise PlanError(f"unknown package manager {manager!r}")
 
 

@@ -32,15 +32,17 @@ async def wait_ready(env: PipelineEnv) -> None:
     """Poll a trivial `pct exec` until it succeeds (init may still be starting)."""
     deadline = time.monotonic() + env.limits.ready_wait
     delay = 0.1
+    last = ""
     while True:
         try:
             result = await env.runner.exec(env.vmid, ["true"], timeout=10)
             if result.exit_code == 0:
                 return
-        except (PctNotRunning, PctTimeout):
-            pass
+            last = f"exit code {result.exit_code}" + (f": {result.stderr[-1]}" if result.stderr else "")
+        except (PctNotRunning, PctTimeout) as exc:
+            last = str(exc)
         if time.monotonic() >= deadline:
-            raise StepError.of("timeout", f"Container {env.vmid} did not accept commands in time", step=STEP)
+            raise StepError.of("timeout", f"Container {env.vmid} did not accept commands in time ({last})", step=STEP)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
 
