@@ -1,5 +1,7 @@
 """ProxmoxClient authentication and TLS against the simulator, over real sockets."""
 
+import asyncio
+
 import pytest
 
 from infrahaus_proxmox import (
@@ -49,6 +51,14 @@ async def test_ticket_auth_logs_in_lazily_and_sends_csrf_on_writes(
     assert sum(1 for entry in log if entry[1] == "/access/ticket") == 1
     # The password is never logged by the simulator either; the client sent it only to /access/ticket.
     assert all("password" not in r.params or r.params["password"] == "********" for r in sim_node.requests)
+
+
+async def test_concurrent_requests_share_one_login(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    client = pve_client(TicketAuth(DEMO_USER, DEMO_PASSWORD))
+    versions = await asyncio.gather(*(client.version() for _ in range(8)))
+    assert len({v.version for v in versions}) == 1
+    assert [p for _m, p, _s, _a in _api(sim_node)].count("/access/ticket") == 1
+    assert [p for _m, p, _s, _a in _api(sim_node)].count("/version") == 8
 
 
 async def test_ticket_is_renewed_before_expiry(pve_client: ClientFactory, sim_node: RunningNode) -> None:

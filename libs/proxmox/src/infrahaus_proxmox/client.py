@@ -336,7 +336,10 @@ class ProxmoxClient:
         attempt = 0
         renewed = False
         while True:
-            headers = await self._auth_headers(method) if authenticated else {}
+            used_ticket: Ticket | None = None
+            if authenticated and isinstance(self._auth, TicketAuth):
+                used_ticket = await self._current_ticket(self._auth)
+            headers = self._auth_headers(method, used_ticket) if authenticated else {}
             try:
                 http = await self._client()
                 response = await http.request(
@@ -359,7 +362,8 @@ class ProxmoxClient:
                 if response.status_code == 401 and isinstance(self._auth, TicketAuth) and authenticated and not renewed:
                     # The ticket may have expired server-side (restart, clock skew): log in again once.
                     renewed = True
-                    self._ticket = None
+                    if self._ticket is used_ticket:  # not already replaced by a concurrent request
+                        self._ticket = None
                     continue
                 error = error_for_response(response, method, path, self._secrets())
                 if method == "GET" and type(error) is ProxmoxServerError and attempt < self._retries:
@@ -380,11 +384,10 @@ class ProxmoxClient:
     async def _sleep_backoff(self, attempt: int) -> None:
         await asyncio.sleep(min(self._backoff * 2**attempt, _MAX_BACKOFF))
 
-    async def _auth_headers(self, method: str) -> dict[str, str]:
+    def _auth_headers(self, method: str, ticket: Ticket | None) -> dict[str, str]:
         if isinstance(self._auth, TokenAuth):
             return {"Authorization": self._auth.header()}
-        if isinstance(self._auth, TicketAuth):
-            ticket = await self._current_ticket(self._auth)
+        if ticket is not None:
             headers = {"Cookie": f"PVEAuthCookie={ticket.ticket}"}
             if method in _WRITE_METHODS:
                 headers["CSRFPreventionToken"] = ticket.csrf_token
