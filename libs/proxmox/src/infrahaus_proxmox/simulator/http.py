@@ -249,8 +249,12 @@ class NodeApi:
         if handler is None:
             raise ApiError(501, f"Method '{request.method} {template}' not implemented")
         if "node" in route.path_params and route.path_params["node"] != self.node.name:
+            # A standalone node resolves other node names to proxy to them, and fails like this.
             node = route.path_params["node"]
-            raise ApiError(595, f"no such cluster node '{node}'")
+            raise ApiError(
+                500,
+                f"hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known",
+            )
         ctx = Ctx({k: v[-1] for k, v in raw.items()}, dict(route.path_params), principal)
         try:
             return await handler(ctx), principal
