@@ -1,0 +1,115 @@
+import base64
+from pathlib import Path
+
+import pytest
+
+from infrahaus_domain.crypto import format_key, generate_key
+from infrahaus_domain.errors import SettingsError
+from infrahaus_domain.settings import Settings
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == "sqlite+aiosqlite:///.infrahaus/infrahaus.db"
+    assert settings.redis_url is None
+    assert settings.embedded
+    assert settings.session_idle_seconds == 8 * 3600
+    assert settings.session_absolute_seconds == 7 * 24 * 3600
+    assert settings.cookie_secure is True
+    assert settings.cors_origins == ()
+    assert settings.auth_servers == ()
+
+
+def test_full_environment_is_parsed() -> None:
+    key = generate_key("k2")
+    settings = Settings.from_env(
+        {
+            "INFRAHAUS_DATABASE_URL": "postgresql+psycopg://u:p@db/infrahaus",
+            "INFRAHAUS_REDIS_URL": "redis://cache:6379/1",
+            "INFRAHAUS_REDIS_PREFIX": "ih:",
+            "INFRAHAUS_ENCRYPTION_KEYS": f"{format_key(key)},{format_key(generate_key('k1'))}",
+            "INFRAHAUS_AUTH_SERVERS": '[{"name": "a", "url": "https://pve-a:8006", "fingerprint": "AB:CD"},'
+            ' {"name": "b", "url": "https://pve-b:8006", "verify": false}]',
+            "INFRAHAUS_COOKIE_SECURE": "false",
+            "INFRAHAUS_SESSION_IDLE_SECONDS": "600",
+            "INFRAHAUS_CORS_ORIGINS": "https://ui.example, https://other.example",
+            "INFRAHAUS_LOG_LEVEL": "debug",
+            "INFRAHAUS_TEMPLATES_DIR": "/srv/templates",
+        }
+    )
+    assert not settings.embedded
+    assert [k.kid for k in settings.encryption_keys] == ["k2", "k1"]
+    assert settings.encryption_keys[0].key == key.key
+    assert [s.name for s in settings.auth_servers] == ["a", "b"]
+    assert settings.auth_server("b") is not None
+    assert settings.auth_server("b").verify is False  # type: ignore[union-attr]
+    assert settings.auth_server(None) == settings.auth_servers[0]
+    assert settings.auth_server("zzz") is None
+    assert settings.cookie_secure is False
+    assert settings.session_idle_seconds == 600
+    assert settings.cors_origins == ("https://ui.example", "https://other.example")
+    assert settings.log_level == "DEBUG"
+    assert settings.templates_dir == Path("/srv/templates")
+
+
+def test_single_auth_server_variable() -> None:
+    settings = Settings.from_env(
+        {"INFRAHAUS_AUTH_PVE_URL": "https://pve:8006", "INFRAHAUS_AUTH_PVE_FINGERPRINT": "AA:BB"}
+    )
+    assert len(settings.auth_servers) == 1
+    assert settings.auth_servers[0].url == "https://pve:8006"
+    assert settings.auth_servers[0].fingerprint == "AA:BB"
+
+
+def test_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"# active first\n{format_key(generate_key('new'))}\n{format_key(generate_key('old'))}\n")
+    settings = Settings.from_env({"INFRAHAUS_ENCRYPTION_KEY_FILE": str(path)})
+    assert [k.kid for k in settings.encryption_keys] == ["new", "old"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("INFRAHAUS_DATABASE_URL", "mysql://db/x"),
+        ("INFRAHAUS_REDIS_URL", "http://cache"),
+        ("INFRAHAUS_ENCRYPTION_KEYS", "nokid"),
+        ("INFRAHAUS_ENCRYPTION_KEYS", "k1:not-base64!"),
+        ("INFRAHAUS_ENCRYPTION_KEYS", "k1:" + base64.b64encode(b"short").decode()),
+        ("INFRAHAUS_ENCRYPTION_KEY_FILE", "/nonexistent/infrahaus.key"),
+        ("INFRAHAUS_AUTH_SERVERS", "{not json"),
+        ("INFRAHAUS_AUTH_SERVERS", '[{"name": "a", "url": "http://plain:8006"}]'),
+        ("INFRAHAUS_AUTH_SERVERS", '[{"name": "a", "url": "https://x", "host": "y"}]'),
+        ("INFRAHAUS_AUTH_PVE_URL", "pve.example:8006"),
+        ("INFRAHAUS_COOKIE_SECURE", "maybe"),
+        ("INFRAHAUS_SESSION_IDLE_SECONDS", "soon"),
+        ("INFRAHAUS_SESSION_IDLE_SECONDS", "0"),
+        ("INFRAHAUS_WORKER_CONCURRENCY", "-1"),
+        ("INFRAHAUS_LOG_LEVEL", "LOUD"),
+        ("INFRAHAUS_LOG_FORMAT", "xml"),
+    ],
+)
+def test_invalid_values_fail_fast_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_env({variable: value})
+    assert exc.value.variable == variable
+    assert str(exc.value).startswith(f"{variable}: ")
+
+
+def test_duplicate_key_ids_are_refused() -> None:
+    line = format_key(generate_key("same"))
+    with pytest.raises(SettingsError, match="appears twice"):
+        Settings.from_env({"INFRAHAUS_ENCRYPTION_KEYS": f"{line},{line}"})
+
+
+def test_absolute_lifetime_must_cover_idle() -> None:
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_env({"INFRAHAUS_SESSION_IDLE_SECONDS": "7200", "INFRAHAUS_SESSION_ABSOLUTE_SECONDS": "3600"})
+    assert exc.value.variable == "INFRAHAUS_SESSION_ABSOLUTE_SECONDS"
+
+
+def test_key_material_is_not_in_the_repr() -> None:
+    key = generate_key("k1")
+    settings = Settings.from_env({"INFRAHAUS_ENCRYPTION_KEYS": format_key(key)})
+    assert base64.b64encode(key.key).decode() not in repr(settings)
+    assert "k1" in repr(settings)
