@@ -70,7 +70,7 @@ class PctNotRunning(SshError):  # noqa: N818 - names agreed in INTERFACES.md
     """`pct exec`/`pct push` was refused because the container is not running."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class SshTarget:
     """Where and how to log in. ``private_key`` is OpenSSH/PEM private key text; ``host_key`` an OpenSSH
     public key line that pins the node (None = trust on first use)."""

@@ -212,6 +212,12 @@ class SshHost:
             code = exc.exit_code
         except (BrokenPipeError, ConnectionError, asyncssh.Error):
             return
+        except Exception as exc:
+            # A simulator bug must end the command (not hang the client) and stay visible.
+            log.exception("pvesim ssh: command failed: %s", process.command)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                _write(process, f"pvesim: internal error ({type(exc).__name__})", stderr=True)
+            code = 255
         finally:
             if drop_timer is not None:
                 drop_timer.cancel()
