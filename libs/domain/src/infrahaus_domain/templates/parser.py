@@ -168,7 +168,7 @@ class _ConfReader:
         raise self.error("unterminated double quote")
 
     def expansion(self) -> str:
-        """``$NAME``, ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}``, ``${NAME:=default}``."""
+        """``$NAME``, ``${NAME}`` and ``${NAME<op>word}`` with ``:-``/``-`` (default), ``:=``/``=`` (assign), ``:+``/``+``."""
         text = self.text
         self.pos += 1
         if self.peek() == "(":
@@ -189,8 +189,10 @@ class _ConfReader:
         if self.peek() == "}":
             self.pos += 1
             return current or ""
+        if not self.peek():
+            raise self.error(f"unterminated ${{{name}...}}")
         operator = ""
-        for candidate in (":-", ":=", "-", "="):
+        for candidate in (":-", ":=", ":+", "-", "=", "+"):
             if text.startswith(candidate, self.pos):
                 operator = candidate
                 break
@@ -201,8 +203,10 @@ class _ConfReader:
         if self.peek() != "}":
             raise self.error(f"unterminated ${{{name}...}}")
         self.pos += 1
-        use_default = current is None or (operator.startswith(":") and current == "")
-        if not use_default:
+        is_set = current is not None and not (operator.startswith(":") and current == "")
+        if operator.endswith("+"):
+            return default if is_set else ""
+        if is_set:
             return current or ""
         if operator.endswith("="):
             self.values[name] = default

@@ -87,7 +87,7 @@ _PACKAGE_VERSIONS: Final[dict[str, re.Pattern[str]]] = {
     "apt": re.compile(r"[0-9A-Za-z][0-9A-Za-z.+~:*-]{0,63}"),
     "pip": re.compile(rf"{_PIP_CLAUSE}(?:,{_PIP_CLAUSE}){{0,7}}"),
     # A semver version, range or dist-tag without spaces or "||".
-    "npm": re.compile(r"[0-9A-Za-z^~<>=.*+-]{1,64}"),
+    "npm": re.compile(r"[0-9A-Za-z^~<>=*][0-9A-Za-z^~<>=.*+-]{0,63}"),
     "custom": re.compile(r"[0-9A-Za-z][0-9A-Za-z.+~:_-]{0,63}"),
 }
 _NAME_RULES: Final[dict[str, str]] = {
