@@ -11,6 +11,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "infrahaus.commands.dev",
         "run the embedded default: API, SQLite, in-memory stores (--demo: with simulator)",
     ),
+    "api": ("infrahaus.commands.api", "run the production API server (several processes; PostgreSQL and Redis)"),
     "migrate": ("infrahaus.commands.migrate", "apply (or revert, or show) database migrations"),
     "keys": ("infrahaus.commands.keys", "generate an encryption key; re-encrypt stored secrets under the active key"),
     "openapi": ("infrahaus.commands.openapi", "write the OpenAPI document to openapi/openapi.json"),

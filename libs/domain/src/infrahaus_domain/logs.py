@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ _SECRET_TEXT = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + REDACTED),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL), REDACTED),
 ]
+_CONTEXT = (("request_id", request_id_var), ("operation_id", operation_id_var), ("actor", actor_var))
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -58,11 +59,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact_text(record.getMessage()),
         }
-        for name, var in (("request_id", request_id_var), ("operation_id", operation_id_var), ("actor", actor_var)):
-            value = var.get()
+        for name, var in _CONTEXT:
+            value = getattr(record, name, None) or var.get()
             if value is not None:
                 payload[name] = value
         for attr, value in record.__dict__.items():
+            if attr in payload:
+                continue
             if attr not in _STANDARD_ATTRS and not attr.startswith("_"):
                 payload[attr] = redact(value, attr)
         if record.exc_info:
@@ -76,17 +79,36 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ids = " ".join(
-            f"{name}={var.get()}"
-            for name, var in (("request", request_id_var), ("operation", operation_id_var), ("actor", actor_var))
-            if var.get() is not None
+            f"{name}={value}"
+            for name, var in _CONTEXT
+            if (value := getattr(record, name, None) or var.get()) is not None
         )
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         line = f"{stamp} {record.levelname:<7} {record.name}: {redact_text(record.getMessage())}"
         return f"{line} [{ids}]" if ids else line
 
 
+def _stamp_context(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        for name, var in _CONTEXT:
+            value = var.get()
+            if value is not None and not hasattr(record, name):
+                setattr(record, name, value)
+        return record
+
+    make_record._infrahaus = True  # type: ignore[attr-defined]
+    return make_record
+
+
 def configure_logging(level: str = "INFO", fmt: Literal["json", "text"] = "json") -> None:
-    """Route the root logger to stderr in the chosen format; idempotent."""
+    """Route the root logger to stderr in the chosen format; idempotent.
+
+    Records are stamped with the context ids when created, so a line formatted later (a queue handler,
+    a test capture) still carries the ids of the request or operation that logged it.
+    """
+    if not getattr(logging.getLogRecordFactory(), "_infrahaus", False):
+        logging.setLogRecordFactory(_stamp_context(logging.getLogRecordFactory()))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -23,6 +23,7 @@ from infrahaus_api.containers.resources import build_container_resources
 from infrahaus_api.errors import PROBLEM_RESPONSES, UnsupportedMediaType, exception_to_problem
 from infrahaus_api.health import live, ready
 from infrahaus_api.nodes.controller import NodeController
+from infrahaus_api.observability import metrics, request_context_middleware
 from infrahaus_api.openapi import openapi_config
 from infrahaus_api.operations.controller import OperationController
 from infrahaus_api.resources import AppResources
@@ -80,7 +81,8 @@ def create_app(
         await resources.engine.dispose()
 
     app = Litestar(
-        route_handlers=[api, live, ready],
+        route_handlers=[api, live, ready, metrics],
+        middleware=[request_context_middleware],
         plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
         dependencies={
             "current_user": Provide(provide_current_user, sync_to_thread=False),
@@ -134,6 +136,9 @@ def _cors(settings: Settings) -> CORSConfig | None:
 async def _require_json_body(request: Request[Any, Any, Any]) -> None:
     """415 for a body that is not JSON on handlers that read one (a form post never reaches a handler)."""
     if request.method not in _BODY_METHODS or "data" not in request.route_handler.parsed_fn_signature.parameters:
+        return
+    # An empty body is fine where the body is optional (e.g. shutdown without options); required ones fail later.
+    if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
         return
     media_type = request.content_type[0]
     if media_type != "application/json" and not media_type.endswith("+json"):

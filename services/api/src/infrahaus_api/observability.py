@@ -1,0 +1,70 @@
+"""Request ids, one structured access line per request, HTTP metrics, and the `/metrics` endpoint."""
+
+import logging
+import os
+import re
+import time
+import uuid
+
+from litestar import Response, get
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from infrahaus_domain.logs import log_context
+from infrahaus_domain.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+logger = logging.getLogger("infrahaus.api.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_context_middleware(app: ASGIApp) -> ASGIApp:
+    """Bind a request id (the caller's `X-Request-ID` when well-formed), echo it, time and count the request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with log_context(request_id=request_id):
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = scope.get("path_template") or "unmatched"
+                method = scope["method"]
+                HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                HTTP_LATENCY.labels(method, route).observe(elapsed)
+                logger.info(
+                    "%s %s %s",
+                    method,
+                    route,
+                    status,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": route},
+                )
+
+    return middleware
+
+
+@get("/metrics", operation_id="getMetrics", include_in_schema=False, exclude_from_auth=True, sync_to_thread=False)
+def metrics() -> Response[bytes]:
+    """Prometheus exposition; with several server processes, their shared multiprocess directory is aggregated."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

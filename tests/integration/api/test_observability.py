@@ -1,0 +1,52 @@
+"""Request ids, structured access lines without secrets, and the Prometheus endpoint."""
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from infrahaus_domain.logs import JsonFormatter, configure_logging
+from tests.fixtures.api import UserClient, login
+
+
+async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
+    generated = await client.get("/health/live")
+    assert len(generated.headers["x-request-id"]) == 32
+    echoed = await client.get("/health/live", headers={"X-Request-ID": "trace-abc.1"})
+    assert echoed.headers["x-request-id"] == "trace-abc.1"
+    # A hostile id is replaced, never reflected.
+    hostile = await client.get("/health/live", headers={"X-Request-ID": "a\tb<script>"})
+    assert hostile.headers["x-request-id"] != "a\tb<script>"
+
+
+async def test_access_lines_are_json_with_request_id_and_no_secret(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_logging("INFO", "json")
+    caplog.set_level(logging.INFO)
+    await login(client, "root@pam", "demo")
+    bad = await client.post(
+        "/api/auth/login",
+        json={"username": "root@pam", "password": "not-the-password-xyz"},
+        headers={"X-Request-ID": "login-attempt-2"},
+    )
+    assert bad.status_code == 401
+    formatter = JsonFormatter()
+    lines = [json.loads(formatter.format(record)) for record in caplog.records]
+    access = [line for line in lines if line["logger"] == "infrahaus.api.access"]
+    assert any(line.get("request_id") == "login-attempt-2" and line["status"] == 401 for line in access)
+    assert all(line["route"] for line in access)
+    dump = "\n".join(json.dumps(line) for line in lines)
+    assert "not-the-password-xyz" not in dump
+    assert '"demo"' not in dump
+
+
+async def test_metrics_exports_request_counters(user_client: UserClient, client: httpx.AsyncClient) -> None:
+    assert (await user_client.http.get("/api/nodes")).status_code == 200
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'infrahaus_http_requests_total{method="GET",route="/api/nodes",status="200"}' in text
+    assert "infrahaus_http_request_duration_seconds_bucket" in text
