@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.proxmox_client",
     "tests.fixtures.nodes",
+    "tests.fixtures.nodes",
     "tests.fixtures.pct",
 ]

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.errors import DomainError, FieldError, NotFoundError, ValidationFailed
-from infrahaus_domain.models.nodes import Node, VmidReservation
+from infrahaus_domain.models.containers import Container
+from infrahaus_domain.models.nodes import Node
 from infrahaus_domain.nodes.connection import (
     NodeEndpoint,
     check_api,
@@ -94,20 +95,14 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
         return NodeEndpoint.from_node(node, self.box)
 
     async def container_counts(self, node_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """How many containers each node holds (the one place that defines it, used by reads and delete).
-
-        Every accepted container creation holds a VMID reservation carrying its container id until the
-        container is deleted, so counting those counts the node's containers.
-        """
+        """How many containers each node holds: the one definition used by reads and by delete."""
         if not node_ids:
             return {}
         rows = await self.session.execute(
-            select(VmidReservation.node_id, func.count())
-            .where(VmidReservation.node_id.in_(node_ids), VmidReservation.container_id.is_not(None))
-            .group_by(VmidReservation.node_id)
+            select(Container.node_id, func.count()).where(Container.node_id.in_(node_ids)).group_by(Container.node_id)
         )
         counts = {node_id: 0 for node_id in node_ids}
-        counts.update({node_id: count for node_id, count in rows.tuples()})
+        counts.update({node_id: count for node_id, count in rows.all()})
         return counts
 
     async def read(self, node: Node) -> NodeRead:
@@ -352,6 +347,9 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
             host_key = await runner.connect()
         except SshError as exc:
             return SshTestResult(ok=False, error=str(exc), code=_ssh_code(exc)), None
+        except ValueError:
+            # A private key or pinned host key that does not parse; the message could quote key material.
+            return SshTestResult(ok=False, error="The SSH key cannot be read.", code="ssh_key_invalid"), None
         finally:
             await runner.aclose()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,274 @@
+"""Benchmark: `GET /api/nodes/{id}/vmids/{vmid}` latency at a fixed request rate (SPEC §11: p99 ≤ 5 ms server-side).
+
+Starts everything on loopback: a fresh PostgreSQL database, a Redis key prefix, the Proxmox simulator (in this
+process) and the API under uvicorn (a child process). Logs in, registers the simulator's node, warms the VMID
+cache, then sends requests open-loop at `--rate` per second for `--duration` seconds and prints p50/p99:
+
+- client-side: measured around each request by this process (includes the HTTP client and loopback);
+- server-side: from the API's own `infrahaus_http_request_duration_seconds` histogram on `/metrics`
+  (interpolated within its buckets: 1, 2.5, 5, 10 ms ...), or "not available" when the app exposes none.
+
+It also checks that the simulator received no request while the cache was warm. Not a test: run it with
+`uv run python -m tests.bench.vmid_check`. Needs PostgreSQL and Redis on 127.0.0.1 (the test suite's).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+from infrahaus_domain import migrations
+from infrahaus_domain.crypto import format_key, generate_key
+from infrahaus_domain.db import create_engine
+from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
+
+PG_ADMIN_DSN = os.environ.get("INFRAHAUS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("INFRAHAUS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ROUTE = "/api/nodes/{node_id:uuid}/vmids/{vmid:int}"
+TARGET_P99_MS = 5.0
+
+_SERVER = """
+import os, uvicorn
+from infrahaus_api.app import create_app
+from infrahaus_domain.settings import Settings
+uvicorn.run(create_app(Settings.from_env(os.environ)), host="127.0.0.1", port=int(os.environ["BENCH_PORT"]),
+            log_level="warning", access_log=False)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[str]:
+    name = f"infrahaus_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _redis_prefix() -> Iterator[str]:
+    prefix = f"infrahaus-bench-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@contextlib.asynccontextmanager
+async def _api_server(env: dict[str, str], port: int) -> AsyncIterator[str]:
+    process = subprocess.Popen([sys.executable, "-c", _SERVER], env={**os.environ, **env, "BENCH_PORT": str(port)})
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the API exited with {process.returncode} during start-up")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/health/live")).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not become live within 60 s")
+                await asyncio.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _setup(client: httpx.AsyncClient, node: RunningNode) -> str:
+    """Log in with the simulator's demo user and register its node; returns the node id."""
+    login = await client.post("/api/auth/login", json={"username": DEMO_USER, "password": DEMO_PASSWORD})
+    login.raise_for_status()
+    client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+    created = await client.post(
+        "/api/nodes",
+        json={
+            "name": "bench",
+            "host": "127.0.0.1",
+            "port": node.api_port,
+            "token_id": DEMO_TOKEN_ID,
+            "token_secret": DEMO_TOKEN_SECRET,
+            "tls_fingerprint": node.fingerprint,
+            "ssh_port": node.ssh_port,
+            "ssh_password": DEMO_PASSWORD,
+        },
+    )
+    created.raise_for_status()
+    node_id: str = created.json()["id"]
+    (await client.get(f"/api/nodes/{node_id}/vmids")).raise_for_status()
+    return node_id
+
+
+_BUCKET_RE = re.compile(r"^infrahaus_http_request_duration_seconds_bucket\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+
+
+async def _route_buckets(client: httpx.AsyncClient) -> dict[float, float] | None:
+    """Cumulative histogram buckets (upper bound in seconds -> count) of the benchmarked route, if exposed."""
+    response = await client.get("/metrics")
+    if response.status_code != 200:
+        return None
+    buckets: dict[float, float] = {}
+    for line in response.text.splitlines():
+        match = _BUCKET_RE.match(line)
+        if match and f'route="{ROUTE}"' in match["labels"] and 'method="GET"' in match["labels"]:
+            le = re.search(r'le="([^"]+)"', match["labels"])
+            if le:
+                bound = math.inf if le.group(1) == "+Inf" else float(le.group(1))
+                buckets[bound] = buckets.get(bound, 0.0) + float(match["value"])
+    return buckets
+
+
+def _histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """Prometheus-style quantile (linear within a bucket) of the observations between two scrapes, in ms."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, previous = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= rank:
+            if math.isinf(bound):
+                return lower * 1000
+            share = (rank - previous) / (cumulative - previous) if cumulative > previous else 1.0
+            return (lower + (bound - lower) * share) * 1000
+        lower, previous = bound, cumulative
+    return None
+
+
+async def _drive(client: httpx.AsyncClient, node_id: str, rate: float, duration: float) -> tuple[list[float], int]:
+    """Open-loop load: request i is sent at start + i/rate whatever earlier requests are doing."""
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * duration)
+
+    async def one(vmid: int) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        response = await client.get(f"/api/nodes/{node_id}/vmids/{vmid}")
+        latencies.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            errors += 1
+
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(100 + i % 50)))
+    await asyncio.gather(*tasks)
+    return latencies, errors
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+async def run(rate: float, duration: float) -> int:
+    with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(database_url)
+        await migrations.upgrade(engine)
+        await engine.dispose()
+        config = SimulatorConfig(data_dir=Path(tmp) / "pvesim", nodes=[SimNodeConfig(name="pve", guests=20)])
+        async with Simulator(config) as simulator:
+            node = simulator.nodes[0]
+            env = {
+                "INFRAHAUS_DATABASE_URL": database_url,
+                "INFRAHAUS_REDIS_URL": REDIS_URL,
+                "INFRAHAUS_REDIS_PREFIX": prefix,
+                "INFRAHAUS_ENCRYPTION_KEYS": format_key(generate_key("bench")),
+                "INFRAHAUS_AUTH_PVE_URL": node.api_url,
+                "INFRAHAUS_AUTH_PVE_FINGERPRINT": node.fingerprint,
+                "INFRAHAUS_COOKIE_SECURE": "false",
+                "INFRAHAUS_LOG_LEVEL": "WARNING",
+            }
+            async with (
+                _api_server(env, _free_port()) as base_url,
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    timeout=10.0,
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+                ) as client,
+            ):
+                node_id = await _setup(client, node)
+                # A short warm-up so connection set-up and first-request costs stay out of the numbers.
+                await _drive(client, node_id, rate, 1.0)
+                before = await _route_buckets(client)
+                proxmox_requests = len(node.requests)
+                latencies, errors = await _drive(client, node_id, rate, duration)
+                after = await _route_buckets(client)
+                during = len(node.requests) - proxmox_requests
+
+    _out(f"GET {ROUTE} at {rate:g} req/s for {duration:g} s: {len(latencies)} requests, {errors} errors")
+    _out(f"  client-side  p50 {statistics.median(latencies):7.2f} ms   p99 {_percentile(latencies, 0.99):7.2f} ms")
+    server_p50 = server_p99 = None
+    if before is not None and after:
+        server_p50 = _histogram_quantile(before, after, 0.50)
+        server_p99 = _histogram_quantile(before, after, 0.99)
+    if server_p50 is None or server_p99 is None:
+        _out("  server-side  not available (the API exposes no request-duration histogram on /metrics)")
+    else:
+        _out(f"  server-side  p50 {server_p50:7.2f} ms   p99 {server_p99:7.2f} ms   (from /metrics histogram buckets)")
+        verdict = "meets" if server_p99 <= TARGET_P99_MS else "MISSES"
+        _out(f"  target p99 <= {TARGET_P99_MS:g} ms server-side: {verdict}")
+    _out(f"  Proxmox requests while the cache was warm: {during}")
+    return 0 if errors == 0 and during == 0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second (default 200)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load (default 10, at most 60)")
+    args = parser.parse_args()
+    if not 0 < args.rate <= 1000 or not 0 < args.duration <= 60:
+        parser.error("--rate must be in (0, 1000] and --duration in (0, 60]")
+    return asyncio.run(run(args.rate, args.duration))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
