@@ -6,6 +6,5 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.proxmox_client",
     "tests.fixtures.nodes",
-    "tests.fixtures.nodes",
     "tests.fixtures.pct",
 ]
