@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimToken, SimulatorConfig
+from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimToken, Simulator, SimulatorConfig
 from tests.fixtures.simulator import pinned_context
 from tests.integration.simulator.helpers import DEBIAN, create_ct_ok
 
@@ -201,3 +201,14 @@ async def test_user_acl_limits_visibility(anon: httpx.AsyncClient, sim_node: Run
     assert [c["vmid"] for c in listed] == [100]
     denied = await anon.get("/nodes/pve/lxc/101/config", headers=cookies)
     assert (denied.status_code, denied.reason_phrase) == (403, "Permission check failed (/vms/101, VM.Audit)")
+
+
+async def test_expired_tickets_need_a_new_login(anon: httpx.AsyncClient, simulator: Simulator) -> None:
+    assert (await anon.get("/access/ticket")).json() == {"data": None}
+    data = (await anon.post("/access/ticket", data={"username": "root@pam", "password": "demo"})).json()["data"]
+    cookie = {"Cookie": f"PVEAuthCookie={data['ticket']}"}
+    assert (await anon.get("/version", headers=cookie)).status_code == 200
+    simulator.access.expire_tickets()
+    assert (await anon.get("/version", headers=cookie)).status_code == 401
+    renewal = await anon.post("/access/ticket", data={"username": "root@pam", "password": data["ticket"]})
+    assert renewal.status_code == 401

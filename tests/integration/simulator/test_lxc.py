@@ -215,3 +215,60 @@ async def test_unknown_task_and_garbage_upid(sim_http: httpx.AsyncClient) -> Non
     assert (garbage.status_code, garbage.reason_phrase) == (500, "unable to parse worker upid 'not-a-upid'")
     unknown = await sim_http.get("/nodes/pve/tasks/UPID:pve:00001234:00001234:65432100:vzstart:100:root@pam:/status")
     assert (unknown.status_code, unknown.reason_phrase) == (500, "no such task")
+
+
+async def test_a_create_using_many_schema_options_is_accepted(
+    sim_http: httpx.AsyncClient, sim_node: RunningNode
+) -> None:
+    params = {
+        "arch": "amd64",
+        "cores": "2",
+        "cpulimit": "1.5",
+        "cpuunits": "200",
+        "memory": "2048",
+        "swap": "256",
+        "description": "made by a test",
+        "tags": "infrahaus;web",
+        "onboot": "1",
+        "startup": "order=2,up=30",
+        "nameserver": "1.1.1.1",
+        "searchdomain": "example.com",
+        "timezone": "Europe/Berlin",
+        "tty": "2",
+        "cmode": "tty",
+        "console": "1",
+        "net1": "name=eth1,bridge=vmbr0,ip=10.1.0.5/24,gw=10.1.0.1,tag=20,mtu=1400,firewall=1",
+        "mp0": "local-lvm:2,mp=/srv/data,backup=1",
+        "ssh-public-keys": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample test@infrahaus",
+        "password": "s3cret-root",
+    }
+    await create_ct_ok(sim_http, 130, **params)
+    config = (await sim_http.get("/nodes/pve/lxc/130/config")).json()["data"]
+    assert config["mp0"] == "local-lvm:vm-130-disk-1,backup=1,mp=/srv/data,size=2G"
+    assert config["rootfs"] == "local-lvm:vm-130-disk-0,size=8G"
+    assert config["net1"].startswith("name=eth1,bridge=vmbr0,firewall=1,gw=10.1.0.1,hwaddr=BC:24:11:")
+    assert (config["tags"], config["startup"], config["cpulimit"]) == ("infrahaus;web", "order=2,up=30", "1.5")
+    assert "password" not in config
+    assert "ssh-public-keys" not in config
+    volumes = [c["volid"] for c in (await sim_http.get("/nodes/pve/storage/local-lvm/content")).json()["data"]]
+    assert volumes == ["local-lvm:vm-130-disk-0", "local-lvm:vm-130-disk-1"]
+    rootfs = sim_node.state.guests[130].rootfs
+    assert rootfs is not None
+    keys = rootfs / "root" / ".ssh" / "authorized_keys"
+    assert keys.read_text() == params["ssh-public-keys"] + "\n"
+    assert keys.stat().st_mode & 0o777 == 0o600
+    assert all(r.params.get("password") != "s3cret-root" for r in sim_node.requests)
+    upid = (await sim_http.delete("/nodes/pve/lxc/130", params={"purge": "1"})).json()["data"]
+    await wait_task(sim_http, upid)
+    assert (await sim_http.get("/nodes/pve/storage/local-lvm/content")).json()["data"] == []
+
+
+async def test_task_list_filters(sim_http: httpx.AsyncClient) -> None:
+    await create_ct_ok(sim_http, 131)
+    await create_ct_ok(sim_http, 132, start="1")
+    every = (await sim_http.get("/nodes/pve/tasks")).json()["data"]
+    assert len(every) == 2
+    assert all(t["status"] == "OK" for t in every)
+    only = (await sim_http.get("/nodes/pve/tasks", params={"vmid": "132"})).json()["data"]
+    assert [t["id"] for t in only] == ["132"]
+    assert (await sim_http.get("/nodes/pve/tasks", params={"typefilter": "vzstart"})).json()["data"] == []

@@ -87,6 +87,10 @@ class AccessControl:
             data["cap"] = self._capabilities(userid)
         return data
 
+    def expire_tickets(self) -> None:
+        """Make every issued ticket invalid, as if two hours had passed (clients must log in again)."""
+        self._tickets.clear()
+
     def _second_factor(self, userid: str, password: str, challenge: str) -> dict[str, object]:
         pending = self._tickets.get(challenge)
         expected = self._config.tfa_users.get(userid)

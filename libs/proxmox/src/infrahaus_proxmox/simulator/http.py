@@ -11,10 +11,12 @@ import asyncio
 import hashlib
 import ipaddress
 import json
+import os
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -127,6 +129,7 @@ class NodeApi:
     def __post_init__(self) -> None:
         self._routes: dict[tuple[str, str], Handler] = {
             ("GET", "/version"): self.version,
+            ("GET", "/access/ticket"): self.ticket_index,
             ("POST", "/access/ticket"): self.ticket,
             ("GET", "/access/permissions"): self.permissions,
             ("GET", "/nodes"): self.nodes,
@@ -180,6 +183,9 @@ class NodeApi:
             body = {"data": None, "message": f"{exc.message}\n"}
             if exc.errors is not None:
                 body["errors"] = exc.errors
+        except Exception as exc:  # pveproxy turns any die() into a 500 with the message as reason phrase
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            status, reason, body = 500, message, {"data": None, "message": f"{message}\n"}
         # Every answer takes at least the node's latency, errors included.
         remaining = self.faults.latency - (time.monotonic() - started)
         if remaining > 0:
@@ -240,7 +246,7 @@ class NodeApi:
             raise ApiError(501, str(exc)) from exc
         template = route.operation.template
         principal = None
-        if (request.method, template) != ("POST", "/access/ticket"):
+        if template != "/access/ticket":
             principal = self._authenticate(request)
         violations = validate_params(route, raw)
         if violations:
@@ -287,6 +293,10 @@ class NodeApi:
 
     async def version(self, ctx: Ctx) -> Any:
         return dict(PVE_VERSION)
+
+    async def ticket_index(self, ctx: Ctx) -> Any:
+        # PVE's GET /access/ticket is a no-op that lets login forms probe the API.
+        return None
 
     async def ticket(self, ctx: Ctx) -> Any:
         try:
@@ -647,16 +657,16 @@ class NodeApi:
         guest = SimGuest(vmid=vmid, type="lxc", config=config, lock="create")
         self.node.guests[vmid] = guest
         start_after = ctx.flag("start")
+        disks = {"rootfs": rootfs} | {k: v for k, v in sorted(ctx.params.items()) if _indexed(k, "mp")}
+        ssh_keys = ctx.params.get("ssh-public-keys")
 
         async def body(log: TaskLog) -> None:
-            await self._create_body(log, guest, ostemplate, rootfs, start_after)
+            await self._create_body(log, guest, ostemplate, disks, start_after, ssh_keys)
 
         def rollback() -> None:
             if self.node.guests.get(vmid) is guest:
                 del self.node.guests[vmid]
-            for st in self.node.storages.values():
-                for volid in [v for v in st.volumes if v.endswith(f":vm-{vmid}-disk-0")]:
-                    del st.volumes[volid]
+            self._free_volumes(vmid, None)
             if guest.rootfs is not None:
                 sandbox.destroy_rootfs(guest.rootfs)
                 guest.rootfs = None
@@ -672,7 +682,7 @@ class NodeApi:
             "ostype": params.get("ostype") or _ostype_for(ostemplate),
         }
         for key, value in params.items():
-            if key in _CREATE_ONLY or key in ("rootfs",) or key.startswith("mp"):
+            if key in _CREATE_ONLY or key == "rootfs" or _indexed(key, "mp"):
                 continue
             if key.startswith("net") and key[3:].isdigit():
                 config[key] = self._normalize_net(vmid, key, value)
@@ -688,13 +698,21 @@ class NodeApi:
         parsed.setdefault("type", "veth")
         return _print_property_string(parsed, first=("name",))
 
-    async def _create_body(self, log: TaskLog, guest: SimGuest, ostemplate: str, rootfs: str, start: bool) -> None:
-        vmid = guest.vmid
-        template_storage = self.node.storages[ostemplate.partition(":")[0]]
-        if ostemplate not in template_storage.volumes:
-            raise TaskError(f"unable to create CT {vmid} - volume '{ostemplate}' does not exist")
-        volume_spec = parse_property_string(rootfs, {"volume": {"default_key": 1}})
-        storage_id, _, size_spec = volume_spec.get("volume", "").partition(":")
+    def _free_volumes(self, vmid: int, log: TaskLog | None) -> None:
+        for storage in self.node.storages.values():
+            for volid in [v for v in storage.volumes if f":vm-{vmid}-" in v or f":subvol-{vmid}-" in v]:
+                del storage.volumes[volid]
+                if log is not None:
+                    kind = "Logical volume" if storage.type.startswith("lvm") else "Volume"
+                    log(f'  {kind} "{volid.split(":", 1)[1]}" successfully removed.')
+
+    def _allocate_disk(self, log: TaskLog, vmid: int, index: int, spec: str) -> str:
+        """Allocate ``storage:size`` (GiB) as ``storage:vm-<vmid>-disk-<index>``; returns the config value."""
+        options = parse_property_string(spec, {"volume": {"default_key": 1}})
+        storage_id, _, size_spec = options.pop("volume", "").partition(":")
+        if storage_id.startswith("/"):
+            # A bind mount (root@pam only, checked at request time): nothing to allocate.
+            return spec
         storage = self.node.storages.get(storage_id)
         if storage is None:
             raise TaskError(f"unable to create CT {vmid} - storage '{storage_id}' does not exist")
@@ -703,22 +721,47 @@ class NodeApi:
                 f"unable to create CT {vmid} - storage '{storage_id}' does not support container directories"
             )
         size_gib = size_spec if size_spec.replace(".", "", 1).isdigit() else "8"
-        volid = f"{storage_id}:vm-{vmid}-disk-0"
-        storage.volumes[volid] = size_bytes(f"{size_gib}G")
+        volname = f"vm-{vmid}-disk-{index}"
+        storage.volumes[f"{storage_id}:{volname}"] = size_bytes(f"{size_gib}G")
         kind = "Logical volume" if storage.type.startswith("lvm") else "Volume"
-        log(f'  {kind} "vm-{vmid}-disk-0" created.')
+        log(f'  {kind} "{volname}" created.')
         log(f"Creating filesystem with {size_bytes(size_gib + 'G') // 4096} 4k blocks and 524288 inodes")
+        options.pop("size", None)
+        rest = "".join(f",{k}={v}" for k, v in sorted(options.items()))
+        return f"{storage_id}:{volname}{rest},size={size_gib}G"
+
+    async def _create_body(
+        self,
+        log: TaskLog,
+        guest: SimGuest,
+        ostemplate: str,
+        disks: Mapping[str, str],
+        start: bool,
+        ssh_keys: str | None,
+    ) -> None:
+        vmid = guest.vmid
+        template_storage = self.node.storages[ostemplate.partition(":")[0]]
+        if ostemplate not in template_storage.volumes:
+            raise TaskError(f"unable to create CT {vmid} - volume '{ostemplate}' does not exist")
+        allocated = {
+            key: self._allocate_disk(log, vmid, index, spec) for index, (key, spec) in enumerate(disks.items())
+        }
         archive = f"/var/lib/vz/template/cache/{ostemplate.split('/', 1)[-1]}"
         log(f"extracting archive '{archive}'")
-        guest.rootfs = await asyncio.to_thread(
-            sandbox.create_rootfs, self.node.data_dir, vmid, ostemplate, hostname=guest.config.get("hostname")
-        )
+        try:
+            guest.rootfs = await asyncio.to_thread(
+                sandbox.create_rootfs, self.node.data_dir, vmid, ostemplate, hostname=guest.config.get("hostname")
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise TaskError(f"unable to create CT {vmid} - {exc}") from exc
+        if ssh_keys:
+            await asyncio.to_thread(_install_ssh_keys, guest.rootfs, ssh_keys)
         log(f"Total bytes read: 528793600 (505MiB, {120 + vmid % 50}MiB/s)")
         log(f"Detected container architecture: {guest.config.get('arch', 'amd64')}")
         log("Creating SSH host key 'ssh_host_ed25519_key' - this may take some time ...")
         digest = hashlib.sha256(f"{self.node.name}/{vmid}".encode()).hexdigest()[:43]
         log(f"done: SHA256:{digest} root@{guest.config.get('hostname', f'CT{vmid}')}")
-        guest.config["rootfs"] = f"{volid},size={size_gib}G"
+        guest.config.update(allocated)
         guest.lock = None
         if start:
             self._power_on(guest, log)
@@ -884,11 +927,7 @@ class NodeApi:
                 log(f"stopping CT {vmid} (force)")
                 self._power_off(guest)
             guest.lock = "destroyed"
-            for storage in self.node.storages.values():
-                for volid in [v for v in storage.volumes if f":vm-{vmid}-" in v or f":subvol-{vmid}-" in v]:
-                    del storage.volumes[volid]
-                    kind = "Logical volume" if storage.type.startswith("lvm") else "Volume"
-                    log(f'  {kind} "{volid.split(":", 1)[1]}" successfully removed.')
+            self._free_volumes(vmid, log)
             if guest.rootfs is not None:
                 await asyncio.to_thread(sandbox.destroy_rootfs, guest.rootfs)
                 guest.rootfs = None
@@ -940,7 +979,17 @@ class NodeApi:
 
     async def task_list(self, ctx: Ctx) -> Any:
         result = []
+        vmid, type_filter = ctx.params.get("vmid"), ctx.params.get("typefilter")
+        running_only = ctx.params.get("source") == "active"
         for task in sorted(self.node.tasks.values(), key=lambda t: t.starttime, reverse=True):
+            if (vmid is not None and task.id != vmid) or (type_filter is not None and task.type != type_filter):
+                continue
+            if running_only and task.status != "running":
+                continue
+            if task.user not in (ctx.who.authid, ctx.who.userid) and "Sys.Audit" not in self.access.privileges(
+                ctx.who, f"/nodes/{self.node.name}"
+            ):
+                continue
             entry = task_status(task)
             if task.endtime is not None:
                 entry["endtime"] = task.endtime
@@ -1010,6 +1059,22 @@ _CONFIG_KEYS = {
     "tty",
     "unprivileged",
 }
+
+
+def _indexed(key: str, prefix: str) -> bool:
+    return key.startswith(prefix) and key[len(prefix) :].isdigit()
+
+
+def _install_ssh_keys(rootfs: Path, keys: str) -> None:
+    """What PVE does with ``ssh-public-keys`` at create: root's authorized_keys inside the container."""
+    ssh_dir = rootfs / "root" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = ssh_dir / "authorized_keys"
+    target.write_text(keys.rstrip("\n") + "\n")
+    target.chmod(0o600)
+    if sandbox.confinement() == "subuid":
+        for path in (ssh_dir, target):
+            os.lchown(path, sandbox.CONTAINER_ROOT_ID, sandbox.CONTAINER_ROOT_ID)
 
 
 def _features(value: str) -> dict[str, str]:
