@@ -2,6 +2,8 @@
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -208,3 +210,42 @@ async def test_concurrent_commands_share_one_connection(pct_runner: PctExecRunne
     results = await asyncio.gather(*(pct_runner.exec(100, ["echo", str(i)], timeout=10) for i in range(8)))
     assert [r.stdout for r in results] == [[str(i)] for i in range(8)]
     assert pct_runner.reconnects == 0
+
+
+def host_processes_with(marker: str) -> list[int]:
+    """PIDs of host processes whose command line contains ``marker`` (containers are host processes)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_command_is_killed_when_the_client_goes_away(pct_runner: PctExecRunner) -> None:
+    marker = "987.654321"
+    running = asyncio.ensure_future(pct_runner.exec(100, ["sleep", marker], timeout=60))
+    await wait_until(lambda: bool(host_processes_with(f"sleep {marker}")))
+    await pct_runner.aclose()
+    with pytest.raises(SshConnectionLost):
+        await running
+    await wait_until(lambda: not host_processes_with(f"sleep {marker}"))
+
+
+async def test_timed_out_command_does_not_linger(pct_runner: PctExecRunner) -> None:
+    marker = "876.54321"
+    with pytest.raises(PctTimeout):
+        await pct_runner.exec(100, ["sleep", marker], timeout=0.5)
+    await wait_until(lambda: not host_processes_with(f"sleep {marker}"))
