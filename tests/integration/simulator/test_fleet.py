@@ -37,6 +37,10 @@ async def test_three_nodes_with_their_own_latency_and_guests(tmp_path: Path) -> 
                 counts[node.name] = (len(vms["data"]), {v["type"] for v in vms["data"]})
                 if node.name == "pve2":
                     assert elapsed >= 0.2
+                if node.name == "pve1":
+                    # Pre-populated running containers report addresses like created ones.
+                    ifaces = await client.get(f"{node.api_url}/api2/json/nodes/pve1/lxc/100/interfaces")
+                    assert ifaces.json()["data"][1]["inet"].startswith("192.168.100.")
                 # A node answers for itself only.
                 other = await client.get(f"{node.api_url}/api2/json/nodes/elsewhere/lxc")
                 assert other.status_code == 500

@@ -774,32 +774,10 @@ class NodeApi:
                     raise TaskError(f"bridge '{bridge}' does not exist")
         guest.status = "running"
         guest.started_at = time.time()
-        guest.ipv4, guest.ipv6 = self._addresses(guest)
+        guest.ipv4, guest.ipv6 = guest_addresses(self.node, guest)
         if guest.rootfs is not None:
             sandbox.set_network(guest.rootfs, guest.ipv4, guest.ipv6)
         log(f"starting CT {guest.vmid}")
-
-    def _addresses(self, guest: SimGuest) -> tuple[str | None, str | None]:
-        net0 = guest.config.get("net0")
-        if net0 is None:
-            return None, None
-        net = parse_property_string(net0, {})
-        ip = net.get("ip")
-        ipv4: str | None
-        if ip in (None, "manual"):
-            ipv4 = None
-        elif ip == "dhcp":
-            bridge = self.node.bridges.get(net.get("bridge", ""))
-            network = ipaddress.ip_interface(bridge.cidr).network if bridge and bridge.cidr else None
-            base = network if network is not None else ipaddress.ip_network("10.0.0.0/24")
-            hosts = list(base.hosts())
-            ipv4 = f"{hosts[(guest.vmid % (len(hosts) - 20)) + 19]}/{base.prefixlen}"
-        else:
-            ipv4 = ip
-        ip6 = net.get("ip6")
-        if ip6 not in (None, "auto", "dhcp", "manual"):
-            return ipv4, ip6
-        return ipv4, _link_local(net.get("hwaddr", _mac_for(net0)))
 
     async def lxc_config(self, ctx: Ctx) -> Any:
         guest = self._guest(ctx.vmid)
@@ -1059,6 +1037,31 @@ _CONFIG_KEYS = {
     "tty",
     "unprivileged",
 }
+
+
+def guest_addresses(node: SimNode, guest: SimGuest) -> tuple[str | None, str | None]:
+    """The IPv4 (CIDR) and IPv6 addresses a running guest reports: static ones from ``net0``, a DHCP lease
+    from the bridge's subnet, and the link-local address derived from the MAC."""
+    net0 = guest.config.get("net0")
+    if net0 is None:
+        return None, None
+    net = parse_property_string(net0, {})
+    ip = net.get("ip")
+    ipv4: str | None
+    if ip in (None, "manual"):
+        ipv4 = None
+    elif ip == "dhcp":
+        bridge = node.bridges.get(net.get("bridge", ""))
+        network = ipaddress.ip_interface(bridge.cidr).network if bridge and bridge.cidr else None
+        base = network if network is not None else ipaddress.ip_network("10.0.0.0/24")
+        hosts = list(base.hosts())
+        ipv4 = f"{hosts[(guest.vmid % (len(hosts) - 20)) + 19]}/{base.prefixlen}"
+    else:
+        ipv4 = ip
+    ip6 = net.get("ip6")
+    if ip6 not in (None, "auto", "dhcp", "manual"):
+        return ipv4, ip6
+    return ipv4, _link_local(net.get("hwaddr", _mac_for(net0)))
 
 
 def _indexed(key: str, prefix: str) -> bool:

@@ -9,6 +9,7 @@ await sim.stop()
 import asyncio
 import contextlib
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -17,7 +18,7 @@ from aiohttp import web
 from infrahaus_proxmox.simulator.access import AccessControl
 from infrahaus_proxmox.simulator.config import SimNodeConfig, SimulatorConfig
 from infrahaus_proxmox.simulator.faults import NodeFaults
-from infrahaus_proxmox.simulator.http import NodeApi, RecordedRequest
+from infrahaus_proxmox.simulator.http import NodeApi, RecordedRequest, guest_addresses
 from infrahaus_proxmox.simulator.ssh import SshHost
 from infrahaus_proxmox.simulator.state import SimBridge, SimGuest, SimNode, SimStorage
 from infrahaus_proxmox.simulator.tasks import TaskRunner
@@ -86,6 +87,9 @@ def populate_node(node: SimNode, templates: tuple[str, ...], guests: int) -> Non
             "net0": f"name=eth0,bridge=vmbr0,hwaddr={mac},ip=dhcp,type=veth",
         }
         guest = SimGuest(vmid=vmid, type="lxc", config=config, status="running" if running else "stopped")
+        if running:
+            guest.started_at = time.time()
+            guest.ipv4, guest.ipv6 = guest_addresses(node, guest)
         node.guests[vmid] = guest
         node.storages["local-lvm"].volumes[f"local-lvm:vm-{vmid}-disk-0"] = 8 * _GIB
 
