@@ -1,5 +1,6 @@
 """Failure handling of ProxmoxClient against the simulator: retries, timeouts, typed errors."""
 
+import asyncio
 import socket
 import time
 
@@ -77,6 +78,20 @@ async def test_unreachable_node_then_back(pve_client: ClientFactory, sim_node: R
         await client.version()
     sim_node.faults.unreachable = False
     assert (await client.version()).version
+
+
+async def test_post_is_retried_when_the_connection_was_refused(
+    pve_client: ClientFactory, sim_node: RunningNode
+) -> None:
+    await _make_ct(pve_client, 127)
+    client = pve_client(retries=3, backoff=0.3)
+    await client.version()
+    sim_node.faults.unreachable = True
+    # The node comes back while the client backs off: refused connects sent nothing, so the POST is retried.
+    asyncio.get_running_loop().call_later(0.1, setattr, sim_node.faults, "unreachable", False)
+    upid = await client.lxc.start("pve", 127)
+    await client.tasks.wait(upid, timeout=10)
+    assert _calls(sim_node, "POST", "/status/start") == [200]
 
 
 async def test_read_timeout(pve_client: ClientFactory, sim_node: RunningNode) -> None:
