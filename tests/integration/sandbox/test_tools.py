@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from infrahaus_proxmox.simulator import sandbox
 from tests.fixtures.pct import run_in
 
 
@@ -141,3 +142,20 @@ def test_ip_and_hostname(rootfs: Path) -> None:
 
 def test_dev_null_and_tmp(rootfs: Path) -> None:
     assert sh(rootfs, "echo gone > /dev/null; head -c 8 /dev/urandom | wc -c; stat -c %a /tmp") == "8\n1777\n"
+
+
+def test_systemctl_show_separates_units_with_a_blank_line(rootfs: Path) -> None:
+    assert sh(rootfs, "systemctl show -p Id -p MainPID ssh.service cron.service") == (
+        "Id=ssh.service\nMainPID=210\n\nId=cron.service\nMainPID=180\n"
+    )
+
+
+def test_global_scope_addresses_leave_out_link_local(rootfs: Path) -> None:
+    sandbox.set_network(rootfs, "10.9.8.7/16", "fe80::be24:11ff:fe00:1/64")
+    out = sh(rootfs, "ip -o addr show scope global; hostname -I")
+    assert out == (
+        "2: eth0    inet 10.9.8.7/16 brd 10.9.255.255 scope global eth0\\"
+        "       valid_lft forever preferred_lft forever\n"
+        "10.9.8.7 \n"
+    )
+    assert "inet6 fe80::be24:11ff:fe00:1/64 scope link" in sh(rootfs, "ip -o addr show")
