@@ -1,6 +1,12 @@
 """Async Proxmox VE client (`ProxmoxClient`), its models and errors.
 
-The pct runner lives in `infrahaus_proxmox.pct`, the simulator in `infrahaus_proxmox.simulator`.
+    tls = TlsPolicy.pinned(fingerprint)  # the node's SHA-256 "AB:CD:..", confirmed when it was registered
+    async with ProxmoxClient("https://pve.lan:8006", TokenAuth("root@pam!infrahaus", secret), tls=tls) as pve:
+        upid = await pve.lxc.create("pve", LxcCreate(vmid=120, ostemplate=..., rootfs="local-lvm:8"))
+        await pve.tasks.wait(upid, timeout=300)  # ProxmoxTaskFailed carries exit status and log tail
+
+Every error is a `ProxmoxError`. The pct runner lives in `infrahaus_proxmox.pct`, the simulator
+in `infrahaus_proxmox.simulator`.
 """
 
 from infrahaus_proxmox.client import ProxmoxClient, TicketAuth, TokenAuth
