@@ -24,7 +24,9 @@ PACKAGE_NAMES: dict[str, re.Pattern[str]] = {
     "pip": re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(\[[A-Za-z0-9,._-]+\])?$"),
     "npm": re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]{0,213}$"),
 }
-PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+:~^*<>=!,_-]{0,63}$")
+# apt wants an exact version; pip and npm also take specifiers (">=21,<23", "^1.2").
+PACKAGE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+:~_-]{0,63}$")
+SPECIFIER_VERSION = re.compile(r"^[A-Za-z0-9<>=!~^*][A-Za-z0-9.+:~^*<>=!,_-]{0,63}$")
 
 
 class PlanError(ValueError):
@@ -164,7 +166,8 @@ def package_spec(package: PackagePlan) -> str:
         raise PlanError(f"invalid {package.manager} package name: {package.name!r}")
     if package.version is None:
         return package.name
-    if not PACKAGE_VERSION.match(package.version):
+    pattern = PACKAGE_VERSION if package.manager == "apt" else SPECIFIER_VERSION
+    if not pattern.match(package.version):
         raise PlanError(f"invalid version for {package.name}: {package.version!r}")
     separator = {"apt": "=", "pip": "==", "npm": "@"}[package.manager]
     if package.manager == "pip" and package.version[0] in "<>=!~":

@@ -1,0 +1,133 @@
+"""Worker tests: actor functions awaited with a test context against PostgreSQL, Redis and the simulator.
+
+Containers and operations are created through the real API (`POST /api/containers`), exactly as a client
+would; the test then runs the operation's actor function itself instead of a worker process.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from litestar import Litestar
+
+from infrahaus_api.app import create_app
+from infrahaus_domain.jobs import ALL_JOBS
+from infrahaus_domain.settings import Settings
+from infrahaus_worker.context import WorkerContext
+from infrahaus_worker.pipeline.plan import Limits
+from tests.fixtures.api import UserClient
+
+pytest_plugins = ["tests.fixtures.nodes"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
+
+# Short limits keep failure paths fast; nothing in the simulator needs long.
+FAST_LIMITS = Limits(
+    create_task=20,
+    start_stop=20,
+    shutdown_timeout=5,
+    script=30,
+    packages=30,
+    creation=120,
+    lifecycle=60,
+    lock_wait=10,
+    ready_wait=10,
+    heartbeat_interval=0.5,
+    heartbeat_stale=3,
+    requeue_after=1,
+)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The API test settings plus the repository's example templates."""
+    return msgspec.structs.replace(settings, templates_dir=TEMPLATES_DIR)
+
+
+@pytest.fixture
+def stub_broker() -> StubBroker:
+    """Where the API (and the reconciler) send job messages; tests look at its queues."""
+    broker = StubBroker(middleware=[])
+    for queue in sorted({job.queue for job in ALL_JOBS}):
+        broker.declare_queue(queue)
+    return broker
+
+
+@pytest.fixture
+async def app(settings: Settings, stub_broker: StubBroker) -> AsyncIterator[Litestar]:
+    """The app sending to `stub_broker`; its lifespan runs in a task of its own because pytest-asyncio sets up
+    and tears down fixtures in different tasks, and the lifespan's task group must be left where it was entered."""
+    application = create_app(settings, broker=stub_broker)
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with application.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run())
+    waiter = asyncio.ensure_future(started.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiter.cancel()
+        task.result()
+    yield application
+    stop.set()
+    await task
+
+
+@pytest.fixture
+async def worker_ctx(settings: Settings, stub_broker: StubBroker) -> AsyncIterator[WorkerContext]:
+    """A worker context on the test's loop (its own engine, Redis ports and log store)."""
+    ctx = await WorkerContext.open(settings, stub_broker, limits=FAST_LIMITS)
+    try:
+        yield ctx
+    finally:
+        await ctx.aclose()
+
+
+@pytest.fixture
+async def templates(user_client: UserClient) -> dict[str, dict[str, Any]]:
+    """The example templates synced into the database, by name (with their scripts)."""
+    response = await user_client.http.post("/api/templates/discover")
+    assert response.status_code in (200, 201), response.text
+    assert not response.json()["errors"], response.json()
+    listed = await user_client.http.get("/api/templates", params={"limit": 100})
+    assert listed.status_code == 200, listed.text
+    result: dict[str, dict[str, Any]] = {}
+    for item in listed.json()["items"]:
+        detail = await user_client.http.get(f"/api/templates/{item['id']}")
+        result[item["name"]] = detail.json()
+    return result
+
+
+@pytest.fixture
+def make_template(user_client: UserClient) -> Any:
+    """Factory: `await make_template(name, scripts=[(name, content)], files=[...], packages=[...])` -> template id."""
+
+    async def make(
+        name: str,
+        *,
+        scripts: list[tuple[str, str]] | None = None,
+        files: list[dict[str, Any]] | None = None,
+        packages: list[dict[str, Any]] | None = None,
+        **fields: Any,
+    ) -> str:
+        body = {
+            "name": name,
+            "os_template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+            "scripts": [{"name": n, "content": c, "position": i * 10} for i, (n, c) in enumerate(scripts or [])],
+            "files": files or [],
+            "packages": packages or [],
+            **fields,
+        }
+        response = await user_client.http.post("/api/templates", json=body)
+        assert response.status_code == 201, response.text
+        template_id: str = response.json()["id"]
+        return template_id
+
+    return make
