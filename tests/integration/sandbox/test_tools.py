@@ -159,3 +159,15 @@ def test_global_scope_addresses_leave_out_link_local(rootfs: Path) -> None:
         "10.9.8.7 \n"
     )
     assert "inet6 fe80::be24:11ff:fe00:1/64 scope link" in sh(rootfs, "ip -o addr show")
+
+
+def test_runuser_and_sudo_switch_users_and_keep_argv(rootfs: Path) -> None:
+    sh(rootfs, "useradd -m app")
+    out = sh(
+        rootfs,
+        "runuser -u app -- sh -c 'echo $(id -un) $0 \"$1\"' 'a b' '$(id) -c'; "
+        "sudo -u app whoami; cd /; runuser -l app -c pwd",
+    )
+    assert out == "app a b $(id) -c\napp\n/home/app\n"
+    refused = run_in(rootfs, ["runuser", "-u", "ghost", "--", "true"])
+    assert refused.returncode == 1
