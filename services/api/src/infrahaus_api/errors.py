@@ -140,7 +140,20 @@ def _domain_status(exc: DomainError) -> int:
     return 400
 
 
-_MSGSPEC_PATH = re.compile(r"at `\$\.?(?P<path>[^`]*)`")
+_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
+_MSGSPEC_FIELD = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
+
+
+def _msgspec_error(message: str) -> FieldError:
+    """Field and message of a msgspec error: "Expected `int`, got `str` - at `$.cores`" -> (cores, Expected ...)."""
+    path = ""
+    if match := _MSGSPEC_PATH.search(message):
+        path = match.group("path").replace("[", ".").replace("]", "")
+        message = message[: match.start()]
+    # Missing and unknown fields are reported on the enclosing object: name the field itself.
+    if named := _MSGSPEC_FIELD.search(message):
+        path = f"{path}.{named.group('name')}" if path else named.group("name")
+    return FieldError(field=path or "body", message=message)
 
 
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
@@ -149,15 +162,11 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
     for item in extra:
         if not isinstance(item, dict):
             continue
-        message = str(item.get("message", "invalid value"))
-        field = str(item.get("key") or item.get("source") or "body")
-        # Body errors from msgspec name the field inside the message: "Expected `int`, got `str` - at `$.cores`".
-        if match := _MSGSPEC_PATH.search(message):
-            field = match.group("path").replace("[", ".").replace("]", "") or "body"
-            message = message[: match.start()].rstrip(" -")
-        elif field == "data":
-            field = "body"
-        errors.append(FieldError(field=field, message=message))
+        parsed = _msgspec_error(str(item.get("message", "invalid value")))
+        key = str(item.get("key") or "")
+        # Litestar names the field in `key` for body errors (nested paths dotted), the parameter for the others.
+        field = parsed.field if not key or key == "data" or parsed.field != "body" else key
+        errors.append(FieldError(field=field, message=parsed.message))
     return errors or [FieldError(field="body", message=exc.detail)]
 
 
@@ -182,7 +191,7 @@ def exception_to_problem(request: Request[Any, Any, Any], exc: Exception) -> Res
     if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
         message = str(exc.__cause__) or "malformed JSON"
         return problem_response(
-            422, "validation_failed", "The request body is not valid JSON.", errors=[_body_error(message)]
+            422, "validation_failed", "The request body is not valid JSON.", errors=[_msgspec_error(message)]
         )
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code
@@ -199,13 +208,6 @@ def exception_to_problem(request: Request[Any, Any, Any], exc: Exception) -> Res
         return problem_response(503, "service_unavailable", "The service is temporarily unavailable.")
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "internal_error", "An unexpected error occurred.")
-
-
-def _body_error(message: str) -> FieldError:
-    if match := _MSGSPEC_PATH.search(message):
-        field = match.group("path").replace("[", ".").replace("]", "") or "body"
-        return FieldError(field=field, message=message[: match.start()].rstrip(" -"))
-    return FieldError(field="body", message=message)
 
 
 def _spec(description: str) -> ResponseSpec:

@@ -1,0 +1,56 @@
+"""CSRF: unsafe cookie-authenticated requests need X-CSRF-Token; bearer requests need none."""
+
+import httpx
+import pytest
+
+from tests.fixtures.api import UserClient, assert_problem, login
+
+pytestmark = pytest.mark.usefixtures("sim_node")
+
+
+async def test_cross_site_form_post_with_the_cookie_is_refused(client: httpx.AsyncClient) -> None:
+    await login(client)
+    response = await client.post(
+        "/api/auth/tokens",
+        content=b"name=stolen",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"},
+    )
+    assert_problem(response, 403, "csrf_failed")
+    listed = await client.get("/api/auth/tokens")
+    assert listed.json()["items"] == []
+
+
+@pytest.mark.parametrize("header", [None, "", "wrong-token"])
+async def test_unsafe_cookie_requests_need_the_session_csrf_token(
+    client: httpx.AsyncClient, header: str | None
+) -> None:
+    csrf = await login(client)
+    headers = {} if header is None else {"X-CSRF-Token": header}
+    refused = await client.post("/api/auth/tokens", json={"name": "x"}, headers=headers)
+    assert_problem(refused, 403, "csrf_failed")
+    assert_problem(await client.post("/api/auth/logout", headers=headers), 403, "csrf_failed")
+    accepted = await client.post("/api/auth/tokens", json={"name": "x"}, headers={"X-CSRF-Token": csrf})
+    assert accepted.status_code == 201
+    revoke = f"/api/auth/tokens/{accepted.json()['id']}"
+    assert_problem(await client.delete(revoke, headers=headers), 403, "csrf_failed")
+    assert (await client.delete(revoke, headers={"X-CSRF-Token": csrf})).status_code == 204
+
+
+async def test_safe_methods_need_no_csrf_token(client: httpx.AsyncClient) -> None:
+    await login(client)
+    assert (await client.get("/api/auth/me")).status_code == 200
+    assert (await client.get("/api/auth/tokens")).status_code == 200
+
+
+async def test_csrf_token_of_another_session_is_refused(client: httpx.AsyncClient, app: object) -> None:
+    other_csrf = await login(client)
+    await login(client)  # a new session with its own token
+    response = await client.post("/api/auth/tokens", json={"name": "x"}, headers={"X-CSRF-Token": other_csrf})
+    assert_problem(response, 403, "csrf_failed")
+
+
+async def test_bearer_requests_need_no_csrf_header(user_client: UserClient) -> None:
+    created = await user_client.http.post("/api/auth/tokens", json={"name": "automation"})
+    assert created.status_code == 201
+    deleted = await user_client.http.delete(f"/api/auth/tokens/{created.json()['id']}")
+    assert deleted.status_code == 204
