@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from infrahaus_domain.errors import ValidationFailed
 from infrahaus_domain.templates import validation as v
-from infrahaus_domain.templates.schemas import FileIn, PackageIn, ScriptIn, TemplateWrite
+from infrahaus_domain.templates.schemas import TemplateFileIn, TemplatePackageIn, TemplateScriptIn, TemplateWrite
 from infrahaus_domain.templates.service import validate_template
 
 HOSTILE = [
@@ -246,9 +246,9 @@ def test_validate_template_reports_every_field() -> None:
     data = TemplateWrite(
         name="ok",
         tags=["Web", "web", "bad tag"],
-        scripts=[ScriptIn(name="; rm -rf /", content="echo")],
-        files=[FileIn(name="../x", target_path="../../etc/passwd", content="", mode="4755")],
-        packages=[PackageIn(name="$(reboot)", manager="apt", version="1 2")],
+        scripts=[TemplateScriptIn(name="; rm -rf /", content="echo")],
+        files=[TemplateFileIn(name="../x", target_path="../../etc/passwd", content="", mode="4755")],
+        packages=[TemplatePackageIn(name="$(reboot)", manager="apt", version="1 2")],
         storage="local lvm",
     )
     with pytest.raises(ValidationFailed) as exc:
@@ -271,12 +271,12 @@ def test_validate_template_normalises() -> None:
         name="ok",
         tags=["Web", "web", "db"],
         scripts=[
-            ScriptIn(name="late", content="", position=20),
-            ScriptIn(name="early", content="", position=5),
-            ScriptIn(name="unplaced", content=""),
+            TemplateScriptIn(name="late", content="", position=20),
+            TemplateScriptIn(name="early", content="", position=5),
+            TemplateScriptIn(name="unplaced", content=""),
         ],
-        files=[FileIn(name="a", target_path="/etc", content="", mode="600")],
-        packages=[PackageIn(name="flask", manager="pip", version="3.0.0")],
+        files=[TemplateFileIn(name="a", target_path="/etc", content="", mode="600")],
+        packages=[TemplatePackageIn(name="flask", manager="pip", version="3.0.0")],
     )
     result = validate_template(data)
     assert result.tags == ["web", "db"]

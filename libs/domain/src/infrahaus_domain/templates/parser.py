@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 
 from infrahaus_domain.templates import validation as v
-from infrahaus_domain.templates.schemas import FileIn, PackageIn, ScriptIn, TemplateWrite
+from infrahaus_domain.templates.schemas import TemplateFileIn, TemplatePackageIn, TemplateScriptIn, TemplateWrite
 
 CONF_NAME = "template.conf"
 CONFIGS_DIR = "container-configs"
@@ -168,7 +168,7 @@ class _ConfReader:
         raise self.error("unterminated double quote")
 
     def expansion(self) -> str:
-        """``$NAME``, ``${NAME}`` and ``${NAME<op>word}`` with ``:-``/``-`` (default), ``:=``/``=`` (assign), ``:+``/``+``."""
+        """``$NAME``, ``${NAME}``, ``${NAME<op>word}`` (``:-``/``-`` default, ``:=``/``=`` assign, ``:+``/``+`` alt)."""
         text = self.text
         self.pos += 1
         if self.peek() == "(":
@@ -319,7 +319,7 @@ def _script_description(content: str) -> str:
     return ""
 
 
-def parse_scripts(directory: Path, root: Path) -> list[ScriptIn]:
+def parse_scripts(directory: Path, root: Path) -> list[TemplateScriptIn]:
     """``NN-name.sh`` scripts ordered by numeric prefix (then name); positions are 0, 1, 2, ..."""
     found: list[tuple[int, str, Path]] = []
     for path in _entries(directory):
@@ -331,7 +331,7 @@ def parse_scripts(directory: Path, root: Path) -> list[ScriptIn]:
     for position, (_, file_name, path) in enumerate(sorted(found)):
         content = _read_text(path, root)
         scripts.append(
-            ScriptIn(
+            TemplateScriptIn(
                 name=file_name.removesuffix(".sh"),
                 position=position,
                 content=content,
@@ -354,13 +354,13 @@ def parse_package_lines(text: str) -> list[tuple[int, str]]:
     return specs
 
 
-def parse_packages(directory: Path, root: Path) -> list[PackageIn]:
+def parse_packages(directory: Path, root: Path) -> list[TemplatePackageIn]:
     """Packages from ``<group>.<apt|npm|pip>`` files; the group becomes each package's ``bucket`` label.
 
     Version pins are kept (``flask==3.0.0``, ``express@4``, ``nginx=1.22*``); a package listed
     twice for one manager is kept once, at its first occurrence.
     """
-    packages: list[PackageIn] = []
+    packages: list[TemplatePackageIn] = []
     seen: set[tuple[str, str]] = set()
     for path in _entries(directory):
         manager = PACKAGE_EXTENSIONS.get(path.suffix)
@@ -379,7 +379,7 @@ def parse_packages(directory: Path, root: Path) -> list[PackageIn]:
             if (manager, name) in seen:
                 continue
             seen.add((manager, name))
-            packages.append(PackageIn(name=name, manager=manager, version=version, bucket=group))  # type: ignore[arg-type]
+            packages.append(TemplatePackageIn(name=name, manager=manager, version=version, bucket=group))  # type: ignore[arg-type]
     return packages
 
 
@@ -393,7 +393,7 @@ def _sidecar(path: Path, root: Path) -> str | None:
     return None
 
 
-def parse_files(directory: Path, root: Path) -> list[FileIn]:
+def parse_files(directory: Path, root: Path) -> list[TemplateFileIn]:
     """Files with their ``.path`` (required), ``.policy`` and ``.mode`` sidecars."""
     files = []
     names = {p.name for p in _entries(directory)}
@@ -413,7 +413,7 @@ def parse_files(directory: Path, root: Path) -> list[FileIn]:
         if policy not in v.FILE_POLICIES:
             raise TemplateFormatError(f"{relative}.policy: one of {', '.join(v.FILE_POLICIES)}, got {policy!r}")
         files.append(
-            FileIn(
+            TemplateFileIn(
                 name=path.name,
                 target_path=target,
                 content=_read_text(path, root),

@@ -16,7 +16,7 @@ DiskGb = Annotated[int, msgspec.Meta(ge=1, le=128 * 1024)]
 Position = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 
 
-class ScriptIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class TemplateScriptIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A setup script; scripts run in ascending `position`, then in list order."""
 
     name: str
@@ -26,7 +26,7 @@ class ScriptIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
 
 
-class FileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class TemplateFileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A file written into `target_path` (a directory) under `policy`."""
 
     name: str
@@ -36,7 +36,7 @@ class FileIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mode: str = "0644"
 
 
-class PackageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class TemplatePackageIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A package; `bucket` is a free group label (the package file's name for discovered templates)."""
 
     name: str
@@ -62,12 +62,12 @@ class TemplateWrite(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nesting: bool = False
     keyctl: bool = False
     fuse: bool = False
-    scripts: list[ScriptIn] = msgspec.field(default_factory=list)
-    files: list[FileIn] = msgspec.field(default_factory=list)
-    packages: list[PackageIn] = msgspec.field(default_factory=list)
+    scripts: list[TemplateScriptIn] = msgspec.field(default_factory=list)
+    files: list[TemplateFileIn] = msgspec.field(default_factory=list)
+    packages: list[TemplatePackageIn] = msgspec.field(default_factory=list)
 
 
-class ScriptRead(msgspec.Struct, kw_only=True):
+class TemplateScriptRead(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     name: str
     position: int
@@ -76,7 +76,7 @@ class ScriptRead(msgspec.Struct, kw_only=True):
     enabled: bool
 
 
-class FileRead(msgspec.Struct, kw_only=True):
+class TemplateFileRead(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     name: str
     target_path: str
@@ -85,7 +85,7 @@ class FileRead(msgspec.Struct, kw_only=True):
     content: str
 
 
-class PackageRead(msgspec.Struct, kw_only=True):
+class TemplatePackageRead(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     name: str
     manager: PackageManager
@@ -138,9 +138,9 @@ class TemplateRead(msgspec.Struct, kw_only=True):
     fuse: bool
     source: TemplateSource
     owner_id: uuid.UUID | None
-    scripts: list[ScriptRead]
-    files: list[FileRead]
-    packages: list[PackageRead]
+    scripts: list[TemplateScriptRead]
+    files: list[TemplateFileRead]
+    packages: list[TemplatePackageRead]
     created_at: datetime
     updated_at: datetime
 

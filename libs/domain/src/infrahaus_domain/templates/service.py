@@ -25,14 +25,14 @@ from infrahaus_domain.models.templates import (
 )
 from infrahaus_domain.templates import validation as v
 from infrahaus_domain.templates.schemas import (
-    FileIn,
-    FileRead,
-    PackageIn,
-    PackageRead,
-    ScriptIn,
-    ScriptRead,
+    TemplateFileIn,
+    TemplateFileRead,
+    TemplatePackageIn,
+    TemplatePackageRead,
     TemplatePage,
     TemplateRead,
+    TemplateScriptIn,
+    TemplateScriptRead,
     TemplateSummary,
     TemplateWrite,
 )
@@ -82,7 +82,9 @@ def validate_template(data: TemplateWrite) -> TemplateWrite:
         errors.check(f"files.{i}.content", v.validate_content, file.content)
         mode = errors.check(f"files.{i}.mode", v.validate_mode, file.mode)
         files.append(
-            FileIn(name=file.name, target_path=file.target_path, content=file.content, policy=file.policy, mode=mode)
+            TemplateFileIn(
+                name=file.name, target_path=file.target_path, content=file.content, policy=file.policy, mode=mode
+            )
         )
     packages = []
     for i, package in enumerate(data.packages):
@@ -94,10 +96,12 @@ def validate_template(data: TemplateWrite) -> TemplateWrite:
             )
         if package.bucket is not None:
             errors.check(f"packages.{i}.bucket", v.validate_label, package.bucket)
-        packages.append(PackageIn(name=package.name, manager=package.manager, version=version, bucket=package.bucket))
+        packages.append(
+            TemplatePackageIn(name=package.name, manager=package.manager, version=version, bucket=package.bucket)
+        )
     errors.raise_if_any()
     ordered = [
-        ScriptIn(name=s.name, content=s.content, position=n, description=s.description, enabled=s.enabled)
+        TemplateScriptIn(name=s.name, content=s.content, position=n, description=s.description, enabled=s.enabled)
         for n, (_, _, s) in enumerate(sorted(scripts, key=lambda item: (item[0], item[1])))
     ]
     return TemplateWrite(
@@ -402,7 +406,7 @@ def to_read(template: Template) -> TemplateRead:
         source=template.source,
         owner_id=template.owner_id,
         scripts=[
-            ScriptRead(
+            TemplateScriptRead(
                 id=s.id,
                 name=s.name,
                 position=s.position,
@@ -413,7 +417,7 @@ def to_read(template: Template) -> TemplateRead:
             for s in template.scripts
         ],
         files=[
-            FileRead(
+            TemplateFileRead(
                 id=f.id,
                 name=f.name,
                 target_path=f.target_path,
@@ -424,7 +428,7 @@ def to_read(template: Template) -> TemplateRead:
             for f in template.files
         ],
         packages=[
-            PackageRead(id=p.id, name=p.name, manager=p.manager, version=p.version, bucket=p.bucket)
+            TemplatePackageRead(id=p.id, name=p.name, manager=p.manager, version=p.version, bucket=p.bucket)
             for p in template.packages
         ],
         created_at=template.created_at,
