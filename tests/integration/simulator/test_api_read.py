@@ -100,3 +100,25 @@ async def test_nextid(sim_http: httpx.AsyncClient, simulator: Simulator) -> None
         "message": "Parameter verification failed.\n",
         "errors": {"vmid": "VM 101 already exists"},
     }
+
+
+async def test_json_bodies_are_accepted_like_forms(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    # pveproxy also takes application/json bodies; JSON booleans and numbers arrive as PVE values.
+    response = await sim_http.post(
+        "/nodes/pve/lxc",
+        json={
+            "vmid": 140,
+            "ostemplate": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+            "rootfs": "local-lvm:4",
+            "unprivileged": True,
+            "memory": 256,
+        },
+    )
+    assert response.status_code == 200, response.reason_phrase
+    assert sim_node.requests[-1].params["unprivileged"] == "1"
+    assert sim_node.requests[-1].params["memory"] == "256"
+    index = (await sim_http.get("/nodes/pve/lxc/140")).json()["data"]
+    assert {"subdir": "config"} in index
+    assert {"subdir": "interfaces"} in index
+    broken = await sim_http.post("/nodes/pve/lxc", content=b"{", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400
