@@ -101,7 +101,7 @@ class ProgressStream:
             try:
                 raw = await asyncio.wait_for(queue.get(), timeout=self.heartbeat)
             except TimeoutError:
-                yield ServerSentEventMessage(comment="keepalive")
+                yield ServerSentEventMessage(comment="keepalive", data=None)
                 # Covers an operation message missed while a worker published before our subscription.
                 op = await self._latest_operation()
                 if op is None or op.id != tracked or op.status in TERMINAL_STATUSES:
@@ -125,12 +125,7 @@ class ProgressStream:
                 continue
             if message.id is None or message.id <= self.last:
                 continue
-            live: EventRead | LogLine = (
-                msgspec.convert(message.data, EventRead, strict=False)
-                if message.kind == "event"
-                else msgspec.convert(message.data, LogLine, strict=False)
-            )
-            yield self._advance(live)
+            yield self._advance(_decode(message))
 
     def _advance(self, item: EventRead | LogLine) -> ServerSentEventMessage:
         self.last = item.id if isinstance(item, LogLine) else item.seq
@@ -142,9 +137,18 @@ class ProgressStream:
             return await OperationService(session, events=events).latest_for_container(self.container_id)
 
     async def _stored_since(self, after: int) -> list[EventRead | LogLine]:
+        # The buffer has the recent items (events too, even before their transaction commits); the database has
+        # the events older than the buffer's reach. Same id, same item: keep one.
         async with self.sessionmaker() as session:
-            stored: list[EventRead | LogLine] = [
-                *await EventService(session, logbuffer=self.logbuffer).since(self.container_id, after)
-            ]
-        stored.extend(await self.logbuffer.lines(self.container_id, after=after))
-        return sorted(stored, key=lambda i: i.id if isinstance(i, LogLine) else i.seq)
+            events = await EventService(session, logbuffer=self.logbuffer).since(self.container_id, after)
+        merged: dict[int, EventRead | LogLine] = {e.seq: e for e in events}
+        for message in await self.logbuffer.items(self.container_id, after=after):
+            if message.id is not None and message.id not in merged:
+                merged[message.id] = _decode(message)
+        return [merged[i] for i in sorted(merged)]
+
+
+def _decode(message: BusMessage) -> EventRead | LogLine:
+    if message.kind == "event":
+        return msgspec.convert(message.data, EventRead, strict=False)
+    return msgspec.convert(message.data, LogLine, strict=False)

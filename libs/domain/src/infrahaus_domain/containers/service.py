@@ -56,7 +56,7 @@ from infrahaus_domain.vmids.service import VmidService
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 DEFAULT_SHUTDOWN_TIMEOUT = 60
-_NEXT_FREE_ATTEMPTS = 5
+_NEXT_FREE_ATTEMPTS = 10
 
 
 class NodeProbe(Protocol):
@@ -330,6 +330,7 @@ class ContainerService:
         self, user_id: UUID, node: Node, spec: ContainerSpec, vmid_given: bool, vmids: VmidService
     ) -> Container:
         attempts = 1 if vmid_given else _NEXT_FREE_ATTEMPTS
+        tried: set[int] = set()
         for _ in range(attempts):
             if vmid_given:
                 vmid = spec.vmid
@@ -337,7 +338,11 @@ class ContainerService:
                 if not availability.available:
                     raise VmidTakenError(f"VMID {vmid} is already {availability.reason or 'taken'} on this node.")
             else:
+                # Concurrent creations are handed the same candidate; each retry moves past the ones it lost.
                 vmid = (await vmids.next_free(node)).vmid
+                while vmid in tried or not (await vmids.check(node, vmid)).available:
+                    vmid += 1
+                tried.add(vmid)
             resolved = msgspec.structs.replace(spec, vmid=vmid)
             container = Container(
                 user_id=user_id,

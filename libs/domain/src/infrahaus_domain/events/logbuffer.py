@@ -5,7 +5,11 @@ counter (`LogStore.next_seq`), so the SSE stream can interleave both and resume 
 The counter never goes below the largest id already stored in the database (the `floor`), so losing Redis or
 restarting an embedded process cannot make ids run backwards past the persisted events.
 
-Log lines live in a Redis list when Redis is configured, in process memory otherwise (thread-safe, so the embedded
+Events are also appended to the buffer (besides their database row) before they are published: a stream that
+subscribes and then replays the buffer therefore sees every item of a sequential producer (the worker) even while
+the producer's transaction is still open. The database keeps events beyond the buffer's reach.
+
+Items live in a Redis list when Redis is configured, in process memory otherwise (thread-safe, so the embedded
 mode's worker threads share it with the API): the last `max_lines` lines, kept `ttl` seconds after the last write.
 """
 
@@ -57,7 +61,7 @@ def progress_channel(container_id: UUID) -> str:
 
 
 class LogStore(Protocol):
-    """Storage behind the log buffer: a sequence counter and a bounded list of encoded lines per container."""
+    """Storage behind the log buffer: a sequence counter and a bounded list of encoded items per container."""
 
     async def next_seq(self, container_id: UUID, floor: int = 0) -> int:
         """Atomically allocate the next id of the container: greater than every earlier one and than `floor`."""
@@ -202,17 +206,33 @@ class LogBuffer:
             line=line,
             at=datetime.now(UTC),
         )
-        await self.store.push(container_id, msgspec.json.encode(entry), max_lines=self._max_lines, ttl=self._ttl)
-        await self.publish(container_id, BusMessage(kind="log", id=entry.id, data=msgspec.to_builtins(entry)))
+        await self._push_and_publish(container_id, BusMessage(kind="log", id=entry.id, data=msgspec.to_builtins(entry)))
         return entry
+
+    async def append_event(self, container_id: UUID, seq: int, data: dict[str, object]) -> None:
+        """Buffer and publish an event already given its `seq` (called by `EventService.record`)."""
+        await self._push_and_publish(container_id, BusMessage(kind="event", id=seq, data=data))
+
+    async def _push_and_publish(self, container_id: UUID, message: BusMessage) -> None:
+        encoded = msgspec.json.encode(message)
+        await self.store.push(container_id, encoded, max_lines=self._max_lines, ttl=self._ttl)
+        await self.bus.publish(progress_channel(container_id), encoded)
 
     async def lines(
         self, container_id: UUID, *, after: int = 0, script: str | None = None, limit: int = MAX_LINES
     ) -> list[LogLine]:
         """Buffered lines with an id above `after` (optionally of one script), oldest first."""
-        decoded = [msgspec.json.decode(raw, type=LogLine) for raw in await self.store.read(container_id)]
-        selected = [e for e in decoded if e.id > after and (script is None or e.script == script)]
-        return selected[:limit]
+        decoded = [
+            msgspec.convert(m.data, LogLine, strict=False)
+            for m in await self.items(container_id, after=after)
+            if m.kind == "log"
+        ]
+        return [e for e in decoded if script is None or e.script == script][:limit]
+
+    async def items(self, container_id: UUID, *, after: int = 0) -> list[BusMessage]:
+        """Buffered events and lines with an id above `after`, in id order (SSE replay)."""
+        decoded = [msgspec.json.decode(raw, type=BusMessage) for raw in await self.store.read(container_id)]
+        return sorted((m for m in decoded if m.id is not None and m.id > after), key=lambda m: m.id or 0)
 
     async def clear(self, container_id: UUID) -> None:
         """Forget a container's lines and counter (after the container was removed)."""

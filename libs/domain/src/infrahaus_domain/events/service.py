@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_domain.errors import FieldError, ValidationFailed
-from infrahaus_domain.events.logbuffer import BusMessage, LogBuffer
+from infrahaus_domain.events.logbuffer import LogBuffer
 from infrahaus_domain.events.schemas import EventPage, EventRead
 from infrahaus_domain.models.containers import Event
 
@@ -46,7 +46,8 @@ class EventService:
         """Append an event to the container's trail and publish it to the container's progress channel.
 
         Its `seq` comes from the per-container sequence shared with log lines (never below an id already stored).
-        The row is flushed, not committed; listeners receive it at once, so commit promptly. `metadata` must be a
+        The row is flushed, not committed; the event is also put in the container's progress buffer and published at
+        once, so SSE listeners see it before the commit (commit promptly). `metadata` must be a
         JSON object and must never contain a secret.
         """
         floor = await self.session.scalar(select(func.max(Event.seq)).where(Event.container_id == container_id))
@@ -62,7 +63,7 @@ class EventService:
         self.session.add(event)
         await self.session.flush()
         read = to_event_read(event)
-        await self.logbuffer.publish(container_id, BusMessage(kind="event", id=seq, data=msgspec.to_builtins(read)))
+        await self.logbuffer.append_event(container_id, seq, msgspec.to_builtins(read))
         return event
 
     async def page(
