@@ -249,3 +249,19 @@ async def test_timed_out_command_does_not_linger(pct_runner: PctExecRunner) -> N
     with pytest.raises(PctTimeout):
         await pct_runner.exec(100, ["sleep", marker], timeout=0.5)
     await wait_until(lambda: not host_processes_with(f"sleep {marker}"))
+
+
+async def test_blackholed_node_times_out_as_unreachable(pct_node: PctNode) -> None:
+    pct_node.faults.blackhole = True
+    started = time.monotonic()
+    with pytest.raises(SshUnreachable):
+        await PctExecRunner(pct_node.target(), connect_timeout=1).connect()
+    assert time.monotonic() - started < 5
+
+
+async def test_node_latency_delays_each_command(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    await pct_runner.connect()
+    pct_node.faults.latency = 0.3
+    started = time.monotonic()
+    assert (await pct_runner.run_host(["true"], timeout=10)).exit_code == 0
+    assert time.monotonic() - started >= 0.3

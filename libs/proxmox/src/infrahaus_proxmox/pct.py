@@ -20,6 +20,7 @@ effects: `SshConnectionLost` is raised and the next call reconnects.
 
 import asyncio
 import contextlib
+import logging
 import re
 import shlex
 import time
@@ -30,6 +31,8 @@ from typing import Literal
 import asyncssh
 
 from infrahaus_proxmox.errors import ProxmoxError, ProxmoxLocked, ProxmoxNotFound
+
+log = logging.getLogger(__name__)
 
 Stream = Literal["stdout", "stderr"]
 # How much later than the remote `timeout` the local deadline fires (the remote one should win).
@@ -370,14 +373,22 @@ class PctExecRunner:
         made = await self.run_host(["mktemp", _PUSH_TEMPLATE], timeout)
         _check(made, "mktemp")
         temp = made.stdout[-1].strip()
+        pushed_ok = False
         try:
             _check(await self.run_host(["chmod", "600", temp], timeout), "chmod")
             _check(await self.run_host(["dd", f"of={temp}", "bs=65536", "status=none"], timeout, stdin=content), "dd")
             pushed = await self.run_host(["pct", "push", str(vmid), temp, path, "--perms", f"{mode:04o}"], timeout)
             _raise_for_pct(pushed.exit_code, pushed.stderr)
             _check(pushed, "pct push")
+            pushed_ok = True
         finally:
-            await self.run_host(["rm", "-f", temp], timeout)
+            try:
+                _check(await self.run_host(["rm", "-f", temp], timeout), "rm")
+            except SshError:
+                # Never hide the error that broke the push; report a failed cleanup otherwise.
+                if pushed_ok:
+                    raise
+                log.warning("could not remove the temporary file %s on %s", temp, self._target.host)
 
     async def set_features(self, vmid: int, features: dict[str, bool], *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Apply container features with ``pct set <vmid> --features nesting=1,keyctl=1`` (needs root@pam's SSH)."""

@@ -35,7 +35,7 @@ import string
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import asyncssh
 
@@ -86,6 +86,7 @@ class SshHost:
         self._accept_task: asyncio.Task[None] | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._pending: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._held: set[socket.socket] = set()
         self._jail: Path | None = None
         faults.on_reachability_change(self._reachability_changed)
@@ -127,6 +128,9 @@ class SshHost:
         """Stop listening, drop every connection (killing running commands) and remove the jail."""
         self._close_listener()
         self.drop_connections()
+        # Let running commands notice the closed channels and kill their process trees.
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=10)
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
@@ -198,6 +202,10 @@ class SshHost:
     # ------------------------------------------------------------------ commands
 
     async def _handle(self, process: Process) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         conn = process.get_extra_info("connection")
         drop_timer: asyncio.TimerHandle | None = None
         if self._faults.ssh_drop_after is not None:
