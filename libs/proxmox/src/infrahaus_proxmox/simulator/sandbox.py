@@ -15,10 +15,28 @@ line in /etc/subuid and /etc/subgid) it falls back to ``--map-root-user``: still
 namespaced, but the tree is owned by the calling user. If neither works, `SandboxUnavailableError`
 says why.
 
-Simulated tools inside (``systemctl``, ``ss``, ``journalctl``, ``apt-get``, ``pip``, ``npm``,
-``ip``, ``hostname``, ``useradd`` ...) are shell scripts from the skeleton that keep their state
-in files under ``/var/lib/sim`` and ``/etc/sim`` inside the container, so every effect of a
-command lands in the tree and nowhere else.
+Simulated tools inside (``systemctl``, ``ss``, ``journalctl``, ``apt-get``/``apt``, ``dpkg-query``,
+``pip``/``pip3``/``python3 -m pip``, ``npm``, ``node``, ``ip``, ``hostname``, ``useradd``,
+``groupadd``, ``usermod``, ``chpasswd``, ``getent``, ``runuser``, ``sudo``) are shell scripts from
+the skeleton that keep their state in files inside the container, so every effect of a command
+lands in the tree and nowhere else:
+
+- Units are real unit files (``/etc/systemd/system``, ``/lib/systemd/system``). A started service
+  listens where ``X-Listen=[ADDR:]PORT`` keys in ``[Service]`` say, else on the ports of ExecStart
+  options ``-p N``, ``--port N``, ``--port=N``, ``-l N``, ``--listen [ADDR:]N``; a bare port means
+  0.0.0.0 and [::]. The first socket belongs to the MainPID, the second to a child PID; each PID has
+  ``/proc/<pid>/{status,cgroup,comm,cmdline}`` files (there is no procfs). ssh (22), postfix (25 on
+  localhost), cron and journald run from the start. Journal lines: ``/var/log/journal/<unit>.log``.
+- apt: ``/var/lib/dpkg/status`` records packages. Failure switches, as files in the tree: a name
+  starting with ``nonexistent`` or listed in ``/etc/sim/missing`` cannot be located (exit 100);
+  ``/var/lib/dpkg/lock-frontend`` present (content "PID (name)") means the lock is held (exit
+  100); ``/etc/sim/offline`` makes ``apt-get update`` fail to resolve the mirror; packages in
+  ``/etc/sim/debconf-packages`` fail without ``DEBIAN_FRONTEND=noninteractive``. nginx,
+  redis-server, postgresql and mariadb-server install files and start their services.
+- pip follows PEP 668 on Debian 12 (needs ``--break-system-packages`` or
+  ``PIP_BREAK_SYSTEM_PACKAGES=1``); pip and npm treat names starting with ``nonexistent`` as unknown.
+- Addresses come from `set_network` (``/etc/sim/network``). /bin/sh is bash. Process substitution
+  (``<(...)``) is not available: there is no /proc/self/fd.
 """
 
 import functools
