@@ -31,6 +31,7 @@ def simulator_config(tmp_path: Path) -> SimulatorConfig:
                     "/vms": {"VM.Audit", "VM.Allocate", "VM.PowerMgmt", "VM.Config.Options", "VM.Config.Network"},
                     "/vms/100": {"VM.Config.Disk", "VM.Config.Memory", "VM.Config.CPU"},
                     "/storage": {"Datastore.AllocateSpace", "Datastore.Audit"},
+                    "/sdn/zones/localnetwork/vmbr0": {"SDN.Use"},
                 },
             ),
         },
@@ -212,3 +213,15 @@ async def test_expired_tickets_need_a_new_login(anon: httpx.AsyncClient, simulat
     assert (await anon.get("/version", headers=cookie)).status_code == 401
     renewal = await anon.post("/access/ticket", data={"username": "root@pam", "password": data["ticket"]})
     assert renewal.status_code == 401
+
+
+async def test_bridges_need_sdn_use(anon: httpx.AsyncClient) -> None:
+    op = _token(OPERATOR, "op")
+    base = {"vmid": "100", "ostemplate": DEBIAN, "rootfs": "local-lvm:4", "unprivileged": "1"}
+    other = await anon.post("/nodes/pve/lxc", data=base | {"net0": "name=eth0,bridge=vmbr1,ip=dhcp"}, headers=op)
+    assert (other.status_code, other.reason_phrase) == (
+        403,
+        "Permission check failed (/sdn/zones/localnetwork/vmbr1, SDN.Use)",
+    )
+    allowed = await anon.post("/nodes/pve/lxc", data=base | {"net0": "name=eth0,bridge=vmbr0,ip=dhcp"}, headers=op)
+    assert allowed.status_code == 200

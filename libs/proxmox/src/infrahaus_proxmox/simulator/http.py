@@ -592,6 +592,10 @@ class NodeApi:
                 self.access.check(principal, path, ["VM.Config.Memory"])
             elif base == "net":
                 self.access.check(principal, path, ["VM.Config.Network"])
+                # PVE 8 check_bridge_access: local bridges are vnets of the zone "localnetwork".
+                bridge = parse_property_string(value, {}).get("bridge")
+                if bridge is not None and not principal.is_root:
+                    self.access.check(principal, f"/sdn/zones/localnetwork/{bridge}", ["SDN.Use"])
             elif key == "rootfs" or base in ("mp", "unused"):
                 self.access.check(principal, path, ["VM.Config.Disk"])
                 volume = value.split(",")[0].removeprefix("volume=")
