@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ class WorkerContext:
     jobs: DramatiqJobQueue
     worker_id: str
     owns_ports: bool = True
+    # Generates each new container's root password (sent once to Proxmox, never kept). A seam for the
+    # tests that prove the password appears nowhere else.
+    root_password: Callable[[], str] = lambda: secrets.token_urlsafe(24)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod

@@ -76,6 +76,7 @@ async def _run(ctx: WorkerContext, claimed: Claimed, spec: ContainerSpec) -> Non
                     runner=runner,
                     reporter=reporter,
                     limits=ctx.limits,
+                    root_password=ctx.root_password,
                 )
                 result = await run_creation(env)
             finally:

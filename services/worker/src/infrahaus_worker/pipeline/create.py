@@ -5,8 +5,6 @@ logged, queued or put in an exception. A redelivered message whose operation alr
 container (checkpoint) resumes from there instead of creating a second one.
 """
 
-import secrets
-
 from infrahaus_proxmox import LxcCreate, LxcFeatures, LxcNetwork
 from infrahaus_proxmox.errors import ProxmoxNotFound, ProxmoxTaskFailed
 from infrahaus_worker.pipeline.env import PipelineEnv, retry_locked
@@ -39,7 +37,7 @@ async def run(env: PipelineEnv) -> None:
 
 async def _create(env: PipelineEnv) -> None:
     ostemplate = await resolve_os_template(env)
-    params = create_params(env.plan, ostemplate, password=secrets.token_urlsafe(24))
+    params = create_params(env.plan, ostemplate, password=env.root_password())
     upid = await retry_locked(lambda: env.client.lxc.create(env.node, params), wait=env.limits.lock_wait)
     # Remember the task before waiting: if this worker dies now, the next delivery waits for it.
     await env.reporter.save_checkpoint(create_upid=str(upid))

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,6 +25,7 @@ class PipelineEnv:
     reporter: Reporter
     limits: Limits
     ip_address: str | None = None
+    root_password: Callable[[], str] = lambda: secrets.token_urlsafe(24)
 
     @property
     def node(self) -> str:

@@ -1,0 +1,255 @@
+"""Failure paths of the creation pipeline: classified errors, crashes, lost workers, secrets kept out."""
+
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import select, text, update
+
+from infrahaus_domain.models.containers import Operation
+from infrahaus_domain.models.nodes import VmidReservation
+from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_worker.actors.create import create_container
+from infrahaus_worker.actors.runs import unit
+from infrahaus_worker.context import WorkerContext
+from infrahaus_worker.reconciler import reconcile
+from tests.fixtures.api import UserClient
+from tests.integration.worker.helpers import container, operation, request_container
+
+SLOW_SCRIPT = 'log_info "working"\nsleep 3\nlog_info "done"\n'
+
+
+async def wait_for_step(ctx: WorkerContext, op_id: str, step: str, *, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op = await operation(ctx, op_id)
+        if op.step == step or op.status in ("succeeded", "failed", "cancelled"):
+            assert op.step == step, f"operation ended at {op.step} ({op.status}) before reaching {step}"
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"operation never reached step {step}")
+
+
+def creates_sent(node: RunningNode, vmid: int) -> int:
+    return sum(
+        1 for r in node.requests if r.method == "POST" and r.path.endswith("/lxc") and r.params.get("vmid") == str(vmid)
+    )
+
+
+async def test_failing_script_fails_with_exit_code_and_last_lines(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+) -> None:
+    template_id = await make_template(
+        "failing",
+        scripts=[
+            ("10-ok", 'log_info "first script fine"\n'),
+            ("20-bad", 'for i in 1 2 3; do echo "step $i"; done\nlog_error "cannot continue"\nexit 3\n'),
+            ("30-never", 'echo "must not run"\n'),
+        ],
+    )
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=130)
+    await create_container(worker_ctx, op_id)
+
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == "script_failed"
+    assert op.error["exit_code"] == 3
+    assert "20-bad" in op.error["detail"]
+    assert op.error["task_log_tail"][-4:] == ["step 1", "step 2", "step 3", "[ERROR] cannot continue"]
+    assert op.error["remedy"]
+    ct = await container(worker_ctx, container_id)
+    assert ct is not None
+    assert ct.lifecycle == "error"
+    assert ct.last_error is not None
+    assert ct.last_error["code"] == "script_failed"
+    lines = [entry.line for entry in await worker_ctx.logbuffer.lines(UUID(container_id))]
+    assert "must not run" not in lines
+    assert "[INFO] first script fine" in lines
+
+
+async def test_node_unreachable_mid_run(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template("slow", scripts=[("10-slow", SLOW_SCRIPT)])
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=131)
+    task = asyncio.create_task(create_container(worker_ctx, op_id))
+    await wait_for_step(worker_ctx, op_id, "scripts")
+    sim_node.faults.unreachable = True
+    sim_node.faults.drop_ssh_after(0.1)
+    await asyncio.wait_for(task, 30)
+
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == "node_unreachable", op.error
+    ct = await container(worker_ctx, container_id)
+    assert ct is not None
+    assert ct.lifecycle == "error"
+
+
+async def test_redelivery_after_a_crash_resumes_without_a_second_container(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template("crashy", scripts=[("10-slow", SLOW_SCRIPT)])
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=132)
+    first = asyncio.create_task(create_container(worker_ctx, op_id))
+    await wait_for_step(worker_ctx, op_id, "scripts")
+    # The worker dies: its coroutine stops where it is, the operation stays `running`.
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    assert (await operation(worker_ctx, op_id)).status == "running"
+
+    # The broker redelivers the same message.
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "succeeded", op.error
+    assert op.attempts == 2
+    assert creates_sent(sim_node, 132) == 1
+    assert [vmid for vmid, g in sim_node.state.guests.items() if g.type == "lxc"] == [132]
+    ct = await container(worker_ctx, container_id)
+    assert ct is not None
+    assert ct.lifecycle == "ready"
+
+
+async def test_crash_during_the_create_task_waits_for_that_task(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template("plain")
+    _, op_id, _ = await request_container(user_client, template_id=template_id, vmid=133)
+    sim_node.faults.latency = 0.3
+    first = asyncio.create_task(create_container(worker_ctx, op_id))
+    # Dies right after the create request was sent (the task id is checkpointed), before the task finished.
+    deadline = time.monotonic() + 20
+    while creates_sent(sim_node, 133) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    sim_node.faults.latency = 0.0
+
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "succeeded", op.error
+    assert creates_sent(sim_node, 133) == 1
+
+
+async def test_finished_operation_is_not_run_again(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template("once")
+    _, op_id, _ = await request_container(user_client, template_id=template_id, vmid=134)
+    await create_container(worker_ctx, op_id)
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "succeeded"
+    assert op.attempts == 1
+    assert creates_sent(sim_node, 134) == 1
+
+
+async def test_reconciler_fails_lost_operations_and_resends_queued_ones(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    stub_broker: StubBroker,
+) -> None:
+    template_id = await make_template("lost")
+    lost_ct, lost_op, _ = await request_container(user_client, template_id=template_id, vmid=135, hostname="lost")
+    _, queued_op, _ = await request_container(user_client, template_id=template_id, vmid=136, hostname="q")
+    stub_broker.flush_all()
+    async with unit(worker_ctx) as u:
+        await u.operations.claim(UUID(lost_op), "dead-worker:1")
+        stale = datetime.now(UTC) - timedelta(minutes=5)
+        await u.session.execute(update(Operation).where(Operation.id == UUID(lost_op)).values(heartbeat_at=stale))
+        await u.session.execute(update(Operation).where(Operation.id == UUID(queued_op)).values(updated_at=stale))
+
+    report = await reconcile(worker_ctx)
+    assert report.failed == [lost_op]
+    assert report.requeued == [queued_op]
+    op = await operation(worker_ctx, lost_op)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == "worker_lost"
+    ct = await container(worker_ctx, lost_ct)
+    assert ct is not None
+    assert ct.lifecycle == "error"
+    sent = [m.decode() for m in stub_broker.queues["containers"].queue]
+    assert len(sent) == 1
+    assert queued_op in sent[0]
+
+    # A second pass right away changes nothing.
+    again = await reconcile(worker_ctx)
+    assert again.failed == []
+    assert again.requeued == []
+
+
+async def test_root_password_is_never_stored_logged_or_sent(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    templates: dict[str, dict[str, Any]],
+    sim_node: RunningNode,
+    stub_broker: StubBroker,
+    caplog: Any,
+) -> None:
+    caplog.set_level("DEBUG")
+    generated: list[str] = []
+
+    def recording_password() -> str:
+        generated.append(secrets.token_urlsafe(24))
+        return generated[-1]
+
+    worker_ctx.root_password = recording_password
+    container_id, op_id, created = await request_container(
+        user_client, template_id=templates["web-hello"]["id"], vmid=137
+    )
+    messages = [m for q in stub_broker.queues.values() for m in q.queue]
+    await create_container(worker_ctx, op_id)
+    assert (await operation(worker_ctx, op_id)).status == "succeeded"
+
+    [password] = generated
+    assert len(password) >= 24
+
+    haystacks: list[str] = [str(created), *(m.decode(errors="replace") for m in messages)]
+    for path in (
+        f"/api/containers/{container_id}",
+        f"/api/operations/{op_id}",
+        f"/api/containers/{container_id}/events",
+    ):
+        response = await user_client.http.get(path)
+        haystacks.append(response.text)
+    async with worker_ctx.session() as session:
+        tables = (await session.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
+        for table in list(tables):
+            rows = await session.execute(text(f'SELECT * FROM "{table}"'))  # noqa: S608 - table names from the catalog
+            haystacks.extend(str(row) for row in rows)
+        reservations = (await session.scalars(select(VmidReservation))).all()
+        assert reservations
+    haystacks.extend(entry.line for entry in await worker_ctx.logbuffer.lines(UUID(container_id)))
+    haystacks.extend(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    for haystack in haystacks:
+        assert password not in haystack
