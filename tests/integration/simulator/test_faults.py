@@ -138,3 +138,15 @@ async def test_request_log_records_what_was_asked(sim_http: httpx.AsyncClient, s
         "token",
     )
     assert (second.method, second.status, second.params) == ("POST", 400, {"vmid": "1"})
+
+
+async def test_guest_ignoring_shutdown(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+    await create_ct_ok(sim_http, 103, start="1")
+    sim_node.faults.ignore_shutdown(103)
+    upid = (await sim_http.post("/nodes/pve/lxc/103/status/shutdown", data={"timeout": "0"})).json()["data"]
+    status = await wait_task(sim_http, upid)
+    assert status["exitstatus"] == "command 'lxc-stop -n 103 --nokill --timeout 0' failed: exit code 1"
+    assert (await sim_http.get("/nodes/pve/lxc/103/status/current")).json()["data"]["status"] == "running"
+    forced = await sim_http.post("/nodes/pve/lxc/103/status/shutdown", data={"timeout": "0", "forceStop": "1"})
+    assert (await wait_task(sim_http, forced.json()["data"]))["exitstatus"] == "OK"
+    assert (await sim_http.get("/nodes/pve/lxc/103/status/current")).json()["data"]["status"] == "stopped"

@@ -50,6 +50,8 @@ class NodeFaults:
         self.blackhole = False
         # Seconds after which the SSH host drops a connection that is running a command (None = never).
         self.ssh_drop_after: float | None = None
+        # Guests whose init ignores a clean shutdown request (shutdown waits out its timeout).
+        self.ignoring_shutdown: set[int] = set()
         self._unreachable = False
         self._http_failures: list[HttpFailure] = []
         self._task_failures: list[TaskFailure] = []
@@ -121,6 +123,13 @@ class NodeFaults:
         if guest is not None:
             guest.lock = None
 
+    def ignore_shutdown(self, vmid: int, ignore: bool = True) -> None:
+        """Make a guest ignore clean shutdowns: ``shutdown`` fails after its timeout unless ``forceStop``."""
+        if ignore:
+            self.ignoring_shutdown.add(vmid)
+        else:
+            self.ignoring_shutdown.discard(vmid)
+
     def drop_ssh_after(self, seconds: float | None) -> None:
         """Drop SSH connections ``seconds`` into a running command (None turns the fault off)."""
         self.ssh_drop_after = seconds
@@ -133,6 +142,7 @@ class NodeFaults:
         self.unreachable = False
         self._http_failures.clear()
         self._task_failures.clear()
+        self.ignoring_shutdown.clear()
         for vmid in list(self._unlock_timers):
             self._cancel_timer(vmid)
 

@@ -876,7 +876,18 @@ class NodeApi:
         if guest.status != "running":
             raise ApiError(500, f"CT {ctx.vmid} not running")
 
+        timeout = ctx.integer("timeout", 60) or 0
+        force = ctx.flag("forceStop")
+
         async def body(log: TaskLog) -> None:
+            if guest.vmid in self.faults.ignoring_shutdown:
+                # The container ignores the request: lxc-stop waits out the timeout, then kills or gives up.
+                await asyncio.sleep(timeout)
+                if not force:
+                    raise TaskError(
+                        f"command 'lxc-stop -n {guest.vmid} --nokill --timeout {timeout}' failed: exit code 1"
+                    )
+                log(f"container {guest.vmid} did not shut down within {timeout} seconds, killing it")
             self._power_off(guest)
 
         return self.tasks.start("vzshutdown", ctx.vmid, ctx.who.authid, body)
