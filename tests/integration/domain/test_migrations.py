@@ -1,0 +1,134 @@
+"""One Alembic history for PostgreSQL and SQLite: up, down, up again; transactional on PostgreSQL; matches models."""
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infrahaus_domain import migrations
+from infrahaus_domain.db import create_engine
+from infrahaus_domain.models import metadata
+from tests.fixtures.services import PG_ADMIN_DSN, _pg_url
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """An empty PostgreSQL database of its own (migrations are tested from nothing)."""
+    name = f"infrahaus_mig_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type,unused-ignore]
+    yield _pg_url(name)
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type,unused-ignore]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = (
+        request.getfixturevalue("fresh_pg_url")
+        if request.param == "postgresql"
+        else f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    )
+    eng = create_engine(url)
+    yield eng
+    await eng.dispose()
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names())) - {"alembic_version"}
+
+
+async def test_upgrade_downgrade_upgrade(engine: AsyncEngine) -> None:
+    head = migrations.head_revision()
+    model_tables = {t.name for t in metadata.sorted_tables}
+    await migrations.upgrade(engine)
+    assert await migrations.current(engine) == head
+    assert await _tables(engine) == model_tables
+    await migrations.downgrade(engine, "0001_users")
+    assert await migrations.current(engine) == "0001_users"
+    assert await _tables(engine) == {"users", "api_tokens"}
+    await migrations.downgrade(engine, "base")
+    assert await migrations.current(engine) is None
+    assert await _tables(engine) == set()
+    await migrations.upgrade(engine)
+    assert await migrations.current(engine) == head
+    assert await _tables(engine) == model_tables
+
+
+async def test_sqlite_connections_enforce_foreign_keys(tmp_path: Path) -> None:
+    eng = create_engine(f"sqlite+aiosqlite:///{tmp_path}/fk.db")
+    try:
+        async with eng.connect() as conn:
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 30000
+    finally:
+        await eng.dispose()
+
+
+async def test_migrations_match_the_models(fresh_pg_url: str) -> None:
+    eng = create_engine(fresh_pg_url)
+    try:
+        await migrations.upgrade(eng)
+        async with eng.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), metadata)
+            )
+        assert diff == [], f"models and migrations differ (write a migration): {diff}"
+    finally:
+        await eng.dispose()
+
+
+FAILING = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999_broken"
+down_revision = {head!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_applied", sa.Column("id", sa.Integer(), primary_key=True))
+    op.add_column("users", sa.Column("extra", sa.Integer(), nullable=True))
+    op.execute("SELECT * FROM table_that_does_not_exist")
+
+
+def downgrade() -> None:
+    op.drop_table("half_applied")
+"""
+
+
+async def test_failing_migration_leaves_nothing_half_applied_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrations.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    head = migrations.head_revision()
+    (scripts / "versions" / "9999_broken.py").write_text(FAILING.format(head=head))
+    eng = create_engine(fresh_pg_url)
+    try:
+        # From nothing: the whole upgrade is one transaction, so not even the good migrations stay.
+        with pytest.raises(Exception, match="table_that_does_not_exist"):
+            await migrations.upgrade(eng, script_location=scripts)
+        assert await migrations.current(eng) is None
+        assert await _tables(eng) == set()
+
+        # From head: the broken step rolls back alone, head stays intact.
+        await migrations.upgrade(eng)
+        with pytest.raises(Exception, match="table_that_does_not_exist"):
+            await migrations.upgrade(eng, script_location=scripts)
+        assert await migrations.current(eng) == head
+        assert "half_applied" not in await _tables(eng)
+        async with eng.connect() as conn:
+            columns = await conn.run_sync(lambda sync: [c["name"] for c in inspect(sync).get_columns("users")])
+        assert "extra" not in columns
+    finally:
+        await eng.dispose()

@@ -1,0 +1,128 @@
+"""Cache, lock and event bus: the Redis adapters (against the real Redis) and the in-memory ones, same contract."""
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from infrahaus_domain.ports import LockTimeout, Ports, build_ports
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def ports(request: pytest.FixtureRequest, redis_url: str, redis_prefix: str) -> AsyncIterator[Ports]:
+    built = build_ports(None if request.param == "memory" else redis_url, f"{redis_prefix}{uuid.uuid4().hex[:8]}:")
+    yield built
+    await built.close()
+
+
+async def test_values_with_ttl(ports: Ports) -> None:
+    cache = ports.cache
+    assert await cache.get("k") is None
+    await cache.set("k", b"v1")
+    assert await cache.get("k") == b"v1"
+    assert await cache.exists("k")
+    assert await cache.ttl("k") is None
+    await cache.set("short", b"x", ttl=0.3)
+    remaining = await cache.ttl("short")
+    assert remaining is not None
+    assert 0 < remaining <= 0.3
+    deadline = asyncio.get_running_loop().time() + 5
+    while await cache.get("short") is not None:
+        assert asyncio.get_running_loop().time() < deadline, "value did not expire"
+        await asyncio.sleep(0.05)
+    await cache.delete("k", "missing")
+    assert not await cache.exists("k")
+
+
+async def test_counters_keep_their_first_window(ports: Ports) -> None:
+    cache = ports.cache
+    assert await cache.incr("c", ttl=60) == 1
+    first = await cache.ttl("c")
+    assert await cache.incr("c", ttl=600) == 2
+    later = await cache.ttl("c")
+    assert first is not None
+    assert later is not None
+    assert later <= first <= 60
+
+
+async def test_sets(ports: Ports) -> None:
+    cache = ports.cache
+    assert await cache.smembers("s") == set()
+    assert not await cache.exists("s")
+    await cache.sadd("s", "100", "101")
+    await cache.sadd("s", "102")
+    await cache.srem("s", "101")
+    assert await cache.smembers("s") == {"100", "102"}
+    await cache.replace_set("s", ["200"], ttl=60)
+    assert await cache.smembers("s") == {"200"}
+    await cache.replace_set("empty", [], ttl=60)
+    assert await cache.exists("empty")  # "cached, nothing taken" differs from "not cached"
+    assert await cache.smembers("empty") == set()
+    await cache.expire("s", 0.2)
+    deadline = asyncio.get_running_loop().time() + 5
+    while await cache.exists("s"):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_lock_excludes_and_frees(ports: Ports) -> None:
+    async with ports.lock.hold("node:1", ttl=10, wait=1):
+        with pytest.raises(LockTimeout):
+            async with ports.lock.hold("node:1", ttl=10, wait=0.1):
+                pass
+        async with ports.lock.hold("node:2", ttl=10, wait=0.1):
+            pass
+    async with ports.lock.hold("node:1", ttl=10, wait=0.1):
+        pass
+
+
+async def test_lock_ttl_frees_a_dead_holder(ports: Ports) -> None:
+    holder = ports.lock.hold("crashy", ttl=0.3, wait=1)
+    await holder.__aenter__()  # never released, as if the holder died
+    async with ports.lock.hold("crashy", ttl=5, wait=5):
+        pass
+
+
+async def test_event_bus_delivers_to_every_subscriber(ports: Ports) -> None:
+    async with (
+        ports.events.subscribe("op:1") as first,
+        ports.events.subscribe("op:1") as second,
+        ports.events.subscribe("op:2") as other,
+    ):
+        await ports.events.publish("op:1", b"hello")
+        await ports.events.publish("op:1", b"world")
+        assert await asyncio.wait_for(anext(first), 5) == b"hello"
+        assert await asyncio.wait_for(anext(first), 5) == b"world"
+        assert await asyncio.wait_for(anext(second), 5) == b"hello"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(other), 0.2)
+
+
+async def test_redis_keys_carry_the_prefix(redis_url: str, redis_prefix: str) -> None:
+    prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+    built = build_ports(redis_url, prefix)
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        await built.cache.set("vmids:node", b"1")
+        assert await raw.get(f"{prefix}vmids:node") == b"1"
+        assert await raw.get("vmids:node") is None
+    finally:
+        await raw.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+        await built.close()
+
+
+async def test_memory_bus_accepts_publishers_from_another_thread() -> None:
+    ports = build_ports(None, "x:")
+    loop = asyncio.get_running_loop()
+    async with ports.events.subscribe("progress") as messages:
+
+        def worker_thread() -> None:
+            asyncio.run(ports.events.publish("progress", b"from-thread"))
+
+        thread = threading.Thread(target=worker_thread)
+        thread.start()
+        assert await asyncio.wait_for(anext(messages), 5) == b"from-thread"
+        await loop.run_in_executor(None, thread.join)
