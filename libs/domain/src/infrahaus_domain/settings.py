@@ -67,6 +67,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_request_body_bytes: int = 4 * 1024 * 1024
     # Comment lines on idle progress streams keep proxies from closing them.
     sse_heartbeat_seconds: float = 15.0
+    # Live container inventory: how long one node may take to answer a list, and how long its answer is reused.
+    inventory_node_timeout: float = 2.0
+    inventory_cache_seconds: float = 3.0
+    # Credential reveals per user and window (429 with Retry-After beyond).
+    credentials_reveal_limit: int = 30
+    credentials_reveal_window_seconds: int = 60
 
     @property
     def embedded(self) -> bool:
@@ -105,6 +111,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             log_format=env.get_choice("INFRAHAUS_LOG_FORMAT", "json", ("json", "text")),  # type: ignore[arg-type]
             cors_origins=tuple(env.get_list("INFRAHAUS_CORS_ORIGINS")),
             max_request_body_bytes=env.get_int("INFRAHAUS_MAX_REQUEST_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+            inventory_node_timeout=env.get_int("INFRAHAUS_INVENTORY_NODE_TIMEOUT_MS", 2000, minimum=50) / 1000,
+            inventory_cache_seconds=env.get_int("INFRAHAUS_INVENTORY_CACHE_MS", 3000) / 1000,
+            credentials_reveal_limit=env.get_int("INFRAHAUS_CREDENTIALS_REVEAL_LIMIT", 30, minimum=1),
+            credentials_reveal_window_seconds=env.get_int("INFRAHAUS_CREDENTIALS_REVEAL_WINDOW_SECONDS", 60, minimum=1),
         )
         if not settings.database_url.startswith(("postgresql+psycopg://", "sqlite+aiosqlite://")):
             raise SettingsError(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from infrahaus_api.auth import AuthMiddleware, provide_auth_info, provide_current_user
 from infrahaus_api.buckets.controller import PackageBucketController
 from infrahaus_api.containers.controller import ContainerController
+from infrahaus_api.containers.read_controller import ContainerReadController, build_inventory
 from infrahaus_api.containers.resources import build_container_resources
 from infrahaus_api.errors import PROBLEM_RESPONSES, UnsupportedMediaType, exception_to_problem
 from infrahaus_api.health import live, ready
@@ -44,6 +45,7 @@ API_ROUTES: list[ControllerRouterHandler] = [
     NodeController,
     VmidController,
     ContainerController,
+    ContainerReadController,
     OperationController,
 ]
 
@@ -61,6 +63,7 @@ def create_app(
     containers = build_container_resources(
         settings, resources.ports, resources.secret_box, broker=broker, log_store=log_store
     )
+    inventory = build_inventory(settings, resources)
     sqlalchemy = SQLAlchemyAsyncConfig(
         engine_instance=resources.engine,
         session_config=AsyncSessionConfig(expire_on_commit=False),
@@ -77,6 +80,7 @@ def create_app(
 
     async def close_resources() -> None:
         await containers.close()
+        await inventory.aclose()
         await resources.ports.close()
         await resources.engine.dispose()
 
@@ -100,6 +104,7 @@ def create_app(
     )
     app.state.resources = resources
     app.state.containers = containers
+    app.state.inventory = inventory
     _document_problems(app)
     return app
 
