@@ -171,3 +171,10 @@ def test_runuser_and_sudo_switch_users_and_keep_argv(rootfs: Path) -> None:
     assert out == "app a b $(id) -c\napp\n/home/app\n"
     refused = run_in(rootfs, ["runuser", "-u", "ghost", "--", "true"])
     assert refused.returncode == 1
+
+
+def test_process_substitution(rootfs: Path) -> None:
+    out = sh(
+        rootfs, "while read -r l; do echo got $l; done < <(printf 'a\\nb\\n'); diff <(echo x) <(echo x) && echo same"
+    )
+    assert out == "got a\ngot b\nsame\n"

@@ -35,8 +35,7 @@ lands in the tree and nowhere else:
   redis-server, postgresql and mariadb-server install files and start their services.
 - pip follows PEP 668 on Debian 12 (needs ``--break-system-packages`` or
   ``PIP_BREAK_SYSTEM_PACKAGES=1``); pip and npm treat names starting with ``nonexistent`` as unknown.
-- Addresses come from `set_network` (``/etc/sim/network``). /bin/sh is bash. Process substitution
-  (``<(...)``) is not available: there is no /proc/self/fd.
+- Addresses come from `set_network` (``/etc/sim/network``). /bin/sh is bash.
 """
 
 import functools
@@ -187,11 +186,13 @@ def container_argv(rootfs: Path, argv: Sequence[str]) -> list[str]:
 # Runs as the namespace's root in a private mount namespace, in the tree's directory. The tree is
 # bind-mounted over /tmp (of this namespace only: a path the namespace's root can reach), and
 # pivot_root (not chroot, which the container's root could undo) makes it the only filesystem
-# left; the host's is detached.
+# left; the host's is detached. The namespace's own procfs goes to /dev/.proc, only to back
+# /dev/fd (bash's process substitution): /proc keeps the simulated per-service PID files.
 # Then bash, not busybox sh (which prefers its applets over the simulated tools on PATH), sets
 # the UTS hostname from /etc/hostname and execs the command.
 _ENTER = (
-    "mount --rbind . /tmp && cd /tmp && pivot_root . . && umount -l . && cd / || exit 125; "
+    "mount --rbind . /tmp && cd /tmp && mount -t proc proc dev/.proc && pivot_root . . && umount -l . && cd / "
+    "|| exit 125; "
     'exec /bin/bash -c \'/bin/busybox hostname -F /etc/hostname 2>/dev/null; exec "$@"\' bash "$@"'
 )
 
@@ -275,7 +276,12 @@ def create_rootfs(node_dir: Path, vmid: int, ostemplate: str, *, hostname: str |
 def _make_devices(dev: Path) -> None:
     """Character devices scripts expect (/dev/null ...). Only the host's root may create them;
     otherwise a redirect to /dev/null just makes a regular file inside the tree."""
-    (dev / "fd").symlink_to("/proc/self/fd")
+    (dev / ".proc").mkdir()
+    (dev / "fd").symlink_to("/dev/.proc/self/fd")
+    # As in an unprivileged LXC container reached with `pct exec`, reopening the host-created pipes
+    # behind these (`> /dev/stderr`) is denied to the container's root; `>&2` works.
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        (dev / name).symlink_to(f"/dev/fd/{number}")
     if os.geteuid() != 0:
         return
     for name, (major, minor) in _DEVICES.items():
