@@ -31,6 +31,11 @@ async def ready_container(ctx: WorkerContext, user: UserClient, template_id: str
     return container_id
 
 
+def live(node: RunningNode, vmid: int) -> str:
+    """The simulator's idea of the guest's power state (read fresh each time)."""
+    return node.state.guests[vmid].status
+
+
 def power_requests(node: RunningNode, vmid: int, action: str) -> list[int]:
     return [r.status for r in node.requests if r.method == "POST" and r.path.endswith(f"/lxc/{vmid}/status/{action}")]
 
@@ -43,15 +48,14 @@ async def test_power_cycle_with_lock_contention(
     sim_node: RunningNode,
 ) -> None:
     container_id = await ready_container(worker_ctx, user_client, templates["web-hello"]["id"], 140)
-    guest = sim_node.state.guests[140]
-    assert guest.status == "running"
+    assert live(sim_node, 140) == "running"
 
     op_id = await request_action(user_client, container_id, "shutdown", timeout=5)
     await shutdown_container(worker_ctx, op_id)
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
     assert op.result == {"status": "stopped", "changed": True, "forced": False, "timeout": 5}
-    assert guest.status == "stopped"
+    assert live(sim_node, 140) == "stopped"
 
     # A backup holds the lock for a moment: the start waits it out instead of failing.
     sim_node.faults.lock(140, kind="backup", seconds=1.0)
@@ -61,7 +65,7 @@ async def test_power_cycle_with_lock_contention(
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
     assert time.monotonic() - started >= 0.9
-    assert guest.status == "running"
+    assert live(sim_node, 140) == "running"
     statuses = power_requests(sim_node, 140, "start")
     assert statuses[-1] == 200
     assert any(status >= 400 for status in statuses)
@@ -71,13 +75,13 @@ async def test_power_cycle_with_lock_contention(
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
     assert power_requests(sim_node, 140, "reboot") == [200]
-    assert guest.status == "running"
+    assert live(sim_node, 140) == "running"
 
     op_id = await request_action(user_client, container_id, "stop")
     await stop_container(worker_ctx, op_id)
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
-    assert guest.status == "stopped"
+    assert live(sim_node, 140) == "stopped"
     ct = await container(worker_ctx, container_id)
     assert ct is not None
     assert ct.lifecycle == "ready"
