@@ -12,9 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infrahaus.cli import main
 from infrahaus_domain import migrations
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.models import metadata
+from infrahaus_domain.settings import parse_keyring
 from tests.fixtures.services import PG_ADMIN_DSN, _pg_url
 
 
@@ -132,3 +134,24 @@ async def test_failing_migration_leaves_nothing_half_applied_on_postgresql(fresh
         assert "extra" not in columns
     finally:
         await eng.dispose()
+
+
+def test_migrate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("INFRAHAUS_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/cli.db")
+    assert main(["migrate"]) == 0
+    assert f"database at revision: {migrations.head_revision()}" in capsys.readouterr().out
+    assert main(["migrate", "downgrade", "0001_users"]) == 0
+    assert "database at revision: 0001_users" in capsys.readouterr().out
+    assert main(["migrate", "current"]) == 0
+    assert "database at revision: 0001_users" in capsys.readouterr().out
+    assert main(["migrate", "downgrade"]) == 2
+    assert main(["migrate", "upgrade", "head"]) == 0
+    assert f"database at revision: {migrations.head_revision()}" in capsys.readouterr().out
+
+
+def test_keys_generate_prints_a_usable_key_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "generate", "--kid", "k2026"]) == 0
+    line = capsys.readouterr().out.strip()
+    (key,) = parse_keyring(line, "INFRAHAUS_ENCRYPTION_KEYS")
+    assert key.kid == "k2026"
+    assert len(key.key) == 32

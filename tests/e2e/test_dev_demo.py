@@ -1,0 +1,102 @@
+"""`infrahaus dev --demo` as a subprocess (SQLite, memory stores, simulator inside): login, me, token, bearer."""
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class DevServer:
+    def __init__(self, base_url: str, data_dir: Path, process: "subprocess.Popen[str]") -> None:
+        self.base_url = base_url
+        self.data_dir = data_dir
+        self.process = process
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[DevServer]:
+    port = _free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
+    log = (tmp_path / "dev.log").open("w")  # a file, not a pipe: an unread pipe would block the server
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "infrahaus.cli", "dev", "--demo",
+            "--port", str(port),
+            "--data-dir", str(data_dir),
+            "--sim-api-port", str(_free_port()),
+            "--sim-ssh-port", str(_free_port()),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            assert process.poll() is None, f"infrahaus dev exited: {(tmp_path / 'dev.log').read_text()}"
+            try:
+                if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "infrahaus dev did not become ready"
+            time.sleep(0.2)
+        yield DevServer(base_url, data_dir, process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_demo_login_token_bearer_flow(dev_server: DevServer) -> None:
+    banner = (dev_server.data_dir.parent / "dev.log").read_text()
+    assert f"{dev_server.base_url}/api" in banner
+    assert "root@pam / demo" in banner
+    key_file = dev_server.data_dir / "encryption.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert (dev_server.data_dir / "infrahaus.db").exists()
+
+    with httpx.Client(base_url=dev_server.base_url, timeout=10) as http:
+        ready = http.get("/health/ready").json()
+        assert ready["checks"]["database"] == "ok"
+        assert "redis" not in ready["checks"]  # embedded: in-memory adapters
+        login = http.post("/api/auth/login", json={"username": "root@pam", "password": "demo"})
+        assert login.status_code == 200, login.text
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "Secure" not in cookie  # local http in dev mode
+        csrf = login.json()["csrf_token"]
+        assert http.get("/api/auth/me").json()["user"]["userid"] == "root@pam"
+        created = http.post("/api/auth/tokens", json={"name": "script"}, headers={"X-CSRF-Token": csrf})
+        assert created.status_code == 201
+        token = created.json()["token"]
+
+    with httpx.Client(base_url=dev_server.base_url, timeout=10) as curl:
+        me = curl.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+        assert me.json()["auth"] == "token"
+        assert curl.get("/api/auth/me").headers["content-type"].startswith("application/problem+json")
