@@ -265,3 +265,11 @@ async def test_node_latency_delays_each_command(pct_node: PctNode, pct_runner: P
     started = time.monotonic()
     assert (await pct_runner.run_host(["true"], timeout=10)).exit_code == 0
     assert time.monotonic() - started >= 0.3
+
+
+def test_malformed_keys_are_refused_up_front(pct_node: PctNode) -> None:
+    with pytest.raises(ValueError, match="host_key"):
+        PctExecRunner(pct_node.target(host_key="ssh-ed25519 not-base64!"))
+    with pytest.raises(ValueError, match="private_key") as info:
+        PctExecRunner(pct_node.target(private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAsecret\n"))
+    assert "AAAAsecret" not in str(info.value)

@@ -213,7 +213,20 @@ class PctExecRunner:
         self._keepalive_interval = keepalive_interval
         self._conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
-        self._pinned: str | None = _key_line(target.host_key) if target.host_key else None
+        self._pinned: str | None = None
+        if target.host_key:
+            try:
+                asyncssh.import_public_key(target.host_key)
+            except ValueError as exc:
+                raise ValueError(f"host_key is not an OpenSSH public key line: {exc}") from None
+            self._pinned = _key_line(target.host_key)
+        self._client_keys: list[asyncssh.SSHKey] | None = None
+        if target.private_key:
+            try:
+                self._client_keys = [asyncssh.import_private_key(target.private_key)]
+            except ValueError:
+                # The message could quote key material; say only what is wrong.
+                raise ValueError("private_key is not a readable unencrypted private key") from None
         self._seen: str | None = None
         # Connections made after the first one (a dropped connection was re-established).
         self.reconnects = 0
@@ -251,14 +264,13 @@ class PctExecRunner:
         known_hosts: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None = None
         if self._pinned is not None:
             known_hosts = ([asyncssh.import_public_key(self._pinned)], [], [])
-        client_keys = [asyncssh.import_private_key(target.private_key)] if target.private_key else None
         try:
             conn = await asyncssh.connect(
                 target.host,
                 target.port,
                 username=target.username,
                 password=target.password,
-                client_keys=client_keys,
+                client_keys=self._client_keys,
                 known_hosts=known_hosts,
                 agent_path=None,
                 config=None,
@@ -372,7 +384,9 @@ class PctExecRunner:
         # mktemp creates the file with mode 0600 under a name nobody can predict.
         made = await self.run_host(["mktemp", _PUSH_TEMPLATE], timeout)
         _check(made, "mktemp")
-        temp = made.stdout[-1].strip()
+        temp = made.stdout[-1].strip() if made.stdout else ""
+        if not temp.startswith("/tmp/"):  # noqa: S108 - checking what the node's mktemp answered
+            raise SshError(f"mktemp on the node answered an unexpected path: {temp!r}")
         pushed_ok = False
         try:
             _check(await self.run_host(["chmod", "600", temp], timeout), "chmod")

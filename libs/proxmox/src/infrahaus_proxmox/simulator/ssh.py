@@ -599,6 +599,8 @@ async def _run_child(
     async def relay(source: asyncio.StreamReader, sink: asyncssh.SSHWriter[bytes]) -> None:
         while chunk := await source.read(65536):
             sink.write(chunk)
+            # Respect the SSH window: a slow client slows the command instead of filling memory.
+            await sink.drain()
 
     async def feed() -> None:
         assert child.stdin is not None
