@@ -22,10 +22,22 @@ from infrahaus_proxmox.pct import (
 from tests.fixtures.pct import PctNode
 
 
-async def test_interleaved_stdout_and_stderr_keep_their_order(pct_runner: PctExecRunner) -> None:
+async def test_interleaved_stdout_and_stderr_keep_their_order(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    # Each line waits for the test to acknowledge the previous one, so the order on the wire is
+    # fixed by the command itself and not by timing.
+    assert pct_node.running.rootfs is not None
+    tmp = pct_node.running.rootfs / "tmp"
     seen: list[OutputLine] = []
-    script = "echo out1; sleep 0.05; echo err1 >&2; sleep 0.05; echo out2; sleep 0.05; echo err2 >&2; printf tail"
-    result = await pct_runner.exec(100, ["bash", "-c", script], timeout=10, on_line=seen.append)
+
+    def acknowledge(line: OutputLine) -> None:
+        seen.append(line)
+        (tmp / f"ack{len(seen)}").touch()
+
+    script = (
+        "w() { while [ ! -e /tmp/ack$1 ]; do sleep 0.01; done; }; "
+        "echo out1; w 1; echo err1 >&2; w 2; echo out2; w 3; echo err2 >&2; w 4; printf tail"
+    )
+    result = await pct_runner.exec(100, ["bash", "-c", script], timeout=20, on_line=acknowledge)
 
     expected = [
         OutputLine("stdout", "out1"),
