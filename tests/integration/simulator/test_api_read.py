@@ -122,3 +122,13 @@ async def test_json_bodies_are_accepted_like_forms(sim_http: httpx.AsyncClient, 
     assert {"subdir": "interfaces"} in index
     broken = await sim_http.post("/nodes/pve/lxc", content=b"{", headers={"Content-Type": "application/json"})
     assert broken.status_code == 400
+
+
+async def test_cluster_status_of_a_standalone_node(sim_http: httpx.AsyncClient) -> None:
+    status = (await sim_http.get("/cluster/status")).json()["data"]
+    assert [(s["type"], s["name"], s["online"], s["local"]) for s in status] == [("node", "pve", 1, 1)]
+    index = await sim_http.get("/nodes/pve/lxc/100/status")
+    assert (index.status_code, index.reason_phrase) == (
+        500,
+        "Configuration file 'nodes/pve/lxc/100.conf' does not exist",
+    )

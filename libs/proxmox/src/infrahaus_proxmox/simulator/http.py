@@ -139,6 +139,7 @@ class NodeApi:
             ("GET", "/nodes/{node}/network"): self.network,
             ("GET", "/cluster/resources"): self.cluster_resources,
             ("GET", "/cluster/nextid"): self.nextid,
+            ("GET", "/cluster/status"): self.cluster_status,
             ("GET", "/nodes/{node}/lxc"): self.lxc_list,
             ("POST", "/nodes/{node}/lxc"): self.lxc_create,
             ("GET", "/nodes/{node}/qemu"): self.qemu_list,
@@ -146,6 +147,7 @@ class NodeApi:
             ("DELETE", "/nodes/{node}/lxc/{vmid}"): self.lxc_delete,
             ("GET", "/nodes/{node}/lxc/{vmid}/config"): self.lxc_config,
             ("PUT", "/nodes/{node}/lxc/{vmid}/config"): self.lxc_config_update,
+            ("GET", "/nodes/{node}/lxc/{vmid}/status"): self.lxc_status_index,
             ("GET", "/nodes/{node}/lxc/{vmid}/status/current"): self.lxc_status,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/start"): self.lxc_start,
             ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"): self.lxc_stop,
@@ -551,6 +553,21 @@ class NodeApi:
                 result.append(entry)
         return result
 
+    async def cluster_status(self, ctx: Ctx) -> Any:
+        # A standalone node: no "cluster" entry, only the node itself.
+        return [
+            {
+                "type": "node",
+                "id": f"node/{self.node.name}",
+                "name": self.node.name,
+                "nodeid": 0,
+                "ip": self.config.bind,
+                "local": 1,
+                "online": 1,
+                "level": "",
+            }
+        ]
+
     async def nextid(self, ctx: Ctx) -> Any:
         vmid = ctx.integer("vmid")
         if vmid is not None:
@@ -826,6 +843,10 @@ class NodeApi:
                 value = _print_property_string(_features(value))
             guest.config[key] = value
         return None
+
+    async def lxc_status_index(self, ctx: Ctx) -> Any:
+        self._guest(ctx.vmid)
+        return [{"subdir": s} for s in ("current", "start", "stop", "shutdown", "reboot", "suspend", "resume")]
 
     async def lxc_status(self, ctx: Ctx) -> Any:
         guest = self._guest(ctx.vmid)
