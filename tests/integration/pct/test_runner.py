@@ -111,7 +111,7 @@ async def test_command_timeout_kills_it_and_the_runner_goes_on(pct_runner: PctEx
     started = time.monotonic()
     with pytest.raises(PctTimeout):
         await pct_runner.exec(100, ["sleep", "30"], timeout=0.5)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
     assert (await pct_runner.exec(100, ["echo", "after"], timeout=10)).stdout == ["after"]
 
 
@@ -268,7 +268,7 @@ async def test_blackholed_node_times_out_as_unreachable(pct_node: PctNode) -> No
     started = time.monotonic()
     with pytest.raises(SshUnreachable):
         await PctExecRunner(pct_node.target(), connect_timeout=1).connect()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 10
 
 
 async def test_node_latency_delays_each_command(pct_node: PctNode, pct_runner: PctExecRunner) -> None:

@@ -171,9 +171,12 @@ class ExecStream:
         chan, session = await self._runner._open(self._command)
         deadline = started + self._timeout + _LOCAL_GRACE
         try:
-            if self._stdin:
-                chan.write(self._stdin)
-            chan.write_eof()
+            # A command that exits before reading its input closes the channel under us; its exit
+            # status still arrives through the session.
+            with contextlib.suppress(BrokenPipeError, ConnectionError, asyncssh.Error):
+                if self._stdin:
+                    chan.write(self._stdin)
+                chan.write_eof()
             while True:
                 remaining = deadline - time.monotonic()
                 try:
