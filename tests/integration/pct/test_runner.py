@@ -285,3 +285,11 @@ def test_malformed_keys_are_refused_up_front(pct_node: PctNode) -> None:
     with pytest.raises(ValueError, match="private_key") as info:
         PctExecRunner(pct_node.target(private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAsecret\n"))
     assert "AAAAsecret" not in str(info.value)
+
+
+async def test_stdin_and_large_output(pct_runner: PctExecRunner) -> None:
+    payload = b"0123456789" * 50_000
+    counted = await pct_runner.exec(100, ["bash", "-c", "cat > /tmp/in; wc -c < /tmp/in"], timeout=30, stdin=payload)
+    assert counted.stdout == [str(len(payload))]
+    big = await pct_runner.exec(100, ["bash", "-c", "seq 1 20000"], timeout=30)
+    assert big.stdout == [str(i) for i in range(1, 20001)]
