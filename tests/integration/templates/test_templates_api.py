@@ -1,6 +1,9 @@
 """/api/templates against PostgreSQL: CRUD, search, pagination, ownership, read-only filesystem templates,
 atomic replacement, bucket copy and hostile input."""
 
+import base64
+import json
+import uuid
 from typing import Any
 
 from hypothesis import given, settings
@@ -202,6 +205,9 @@ async def test_search_and_filters(user_client: UserClient, other_user_client: Us
     assert await names("?source=filesystem") == ["app-stack", "web-hello"]
     assert await names("?source=custom&tag=db&q=cache") == ["cache"]
     assert_problem(await user_client.http.get("/api/templates?source=elsewhere"), 422, "validation_failed")
+    for query, field in (("?q=a%00b", "q"), ("?tag=%00", "tag"), ("?tag=no%20spaces", "tag")):
+        problem = assert_problem(await user_client.http.get(f"/api/templates{query}"), 422, "validation_failed")
+        assert [e["field"] for e in problem["errors"]] == [field]
 
 
 async def test_cursor_pagination(user_client: UserClient) -> None:
@@ -222,7 +228,10 @@ async def test_cursor_pagination(user_client: UserClient) -> None:
             break
     assert seen == ["app-stack", "t-a", "t-b", "t-c", "t-d", "t-e", "web-hello"]
     assert pages == 4
-    assert_problem(await user_client.http.get("/api/templates?cursor=garbage!"), 422, "validation_failed")
+    nul_name = base64.urlsafe_b64encode(json.dumps(["\x00", str(uuid.uuid4())]).encode()).decode()
+    for cursor in ("garbage!", nul_name, base64.urlsafe_b64encode(b'{"a": 1}').decode()):
+        problem = assert_problem(await user_client.http.get(f"/api/templates?cursor={cursor}"), 422)
+        assert problem["errors"][0]["field"] == "cursor"
     assert_problem(await user_client.http.get("/api/templates?limit=501"), 422, "validation_failed")
 
 

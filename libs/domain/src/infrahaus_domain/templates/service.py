@@ -195,8 +195,8 @@ def decode_name_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     """The (name, id) of a cursor from `encode_name_cursor`; garbage is a 422 on the `cursor` field."""
     try:
         name, raw_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(name), uuid.UUID(raw_id)
-    except (binascii.Error, ValueError, TypeError):
+        return v.validate_text(str(name), "cursor", 200), uuid.UUID(raw_id)
+    except (binascii.Error, ValueError, TypeError):  # UnsafeValueError is a ValueError
         raise ValidationFailed([FieldError(field="cursor", message="not a cursor from this list")]) from None
 
 
@@ -224,6 +224,12 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         cursor: str | None = None,
     ) -> TemplatePage:
         """Templates the user can see (filesystem + own custom), by name; `q` searches name and description."""
+        errors = FieldErrors()
+        if q:
+            errors.check("q", v.validate_text, q)
+        if tag:
+            tag = errors.check("tag", v.validate_tag, tag)
+        errors.raise_if_any()
         query = select(Template).where(or_(Template.source == "filesystem", Template.owner_id == user_id))
         if q:
             query = query.where(
@@ -232,7 +238,7 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         if tag:
             # Tags are validated to a charset JSON never escapes, so the serialised list contains "tag" exactly
             # when the tag is present; this works the same on PostgreSQL (jsonb) and SQLite (JSON text).
-            query = query.where(cast(Template.tags, String).like(f'%"{_escape_like(tag.lower())}"%', escape="\\"))
+            query = query.where(cast(Template.tags, String).like(f'%"{_escape_like(tag)}"%', escape="\\"))
         if source:
             query = query.where(Template.source == source)
         if cursor:
