@@ -1,9 +1,12 @@
 """CSRF: unsafe cookie-authenticated requests need X-CSRF-Token; bearer requests need none."""
 
 import httpx
+import msgspec
 import pytest
 
-from tests.fixtures.api import UserClient, assert_problem, login
+from infrahaus_api.app import create_app
+from infrahaus_domain.settings import Settings
+from tests.fixtures.api import UserClient, api_client, assert_problem, login, running
 
 pytestmark = pytest.mark.usefixtures("sim_node")
 
@@ -42,7 +45,7 @@ async def test_safe_methods_need_no_csrf_token(client: httpx.AsyncClient) -> Non
     assert (await client.get("/api/auth/tokens")).status_code == 200
 
 
-async def test_csrf_token_of_another_session_is_refused(client: httpx.AsyncClient, app: object) -> None:
+async def test_csrf_token_of_another_session_is_refused(client: httpx.AsyncClient) -> None:
     other_csrf = await login(client)
     await login(client)  # a new session with its own token
     response = await client.post("/api/auth/tokens", json={"name": "x"}, headers={"X-CSRF-Token": other_csrf})
@@ -54,3 +57,20 @@ async def test_bearer_requests_need_no_csrf_header(user_client: UserClient) -> N
     assert created.status_code == 201
     deleted = await user_client.http.delete(f"/api/auth/tokens/{created.json()['id']}")
     assert deleted.status_code == 204
+
+
+async def test_cors_is_closed_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/auth/me", headers={"Origin": "https://ui.example"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_cors_allows_configured_origins_only(settings: Settings) -> None:
+    app = create_app(msgspec.structs.replace(settings, cors_origins=("https://ui.example",)))
+    async with running(app), api_client(app) as http:
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-csrf-token"}
+        allowed = await http.options("/api/auth/tokens", headers={"Origin": "https://ui.example", **preflight})
+        assert allowed.status_code in {200, 204}
+        assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+        assert allowed.headers["access-control-allow-credentials"] == "true"
+        other = await http.get("/health/live", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
