@@ -19,6 +19,7 @@ from infrahaus_proxmox.pct import (
     SshHostKeyMismatch,
     SshUnreachable,
 )
+from infrahaus_proxmox.simulator.ssh import SshHost
 from tests.fixtures.pct import PctNode
 
 
@@ -293,3 +294,23 @@ async def test_stdin_and_large_output(pct_runner: PctExecRunner) -> None:
     assert counted.stdout == [str(len(payload))]
     big = await pct_runner.exec(100, ["bash", "-c", "seq 1 20000"], timeout=30)
     assert big.stdout == [str(i) for i in range(1, 20001)]
+
+
+async def test_host_key_survives_a_restart(pct_node: PctNode) -> None:
+    before = pct_node.ssh.public_key
+    await pct_node.ssh.stop()
+    again = SshHost(
+        pct_node.state,
+        host="127.0.0.1",
+        port=0,
+        host_key_path=pct_node.state.data_dir / "ssh_host_ed25519_key",
+        users={"root": "demo"},
+        faults=pct_node.faults,
+    )
+    port = await again.start()
+    try:
+        runner = PctExecRunner(pct_node.target(port=port, host_key=before))
+        assert await runner.connect() == before
+        await runner.aclose()
+    finally:
+        await again.stop()

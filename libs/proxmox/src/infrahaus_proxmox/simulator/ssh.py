@@ -8,7 +8,8 @@ reaches a host shell. Supported, as on a Proxmox node reached as root:
 - ``pct push <vmid> <src> <dst> [--perms MODE] [--user U] [--group G]``: copies a host file into
   the container (default mode 0644, owner root).
 - ``pct set <vmid> --features k=v,...`` (and a few plain options), ``pct unlock``, ``pct status``,
-  ``pct config``, ``pct list``.
+  ``pct config``, ``pct list``. Like Proxmox, `pct set` refuses a locked guest but not a running
+  one (Proxmox keeps the change pending until the next start; here it lands in the config at once).
 - Host commands the pct runner needs, implemented in Python inside a per-node jail directory
   (never the real host): ``mktemp``, ``chmod``, ``rm``, ``cat``, ``dd of=``, ``true``.
 - A leading ``timeout [-k DUR] [-s SIG] DUR`` limits any of these (exit 124, as coreutils).
