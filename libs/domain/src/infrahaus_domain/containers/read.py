@@ -132,7 +132,7 @@ class ContainerReadService:
                 query = query.where(tuple_(Container.created_at, Container.id) < position)
             rows: list[_Row] = [
                 (c, node_name, template_name)
-                for c, node_name, template_name in (await self.session.execute(query.limit(batch))).tuples()
+                for c, node_name, template_name in await self.session.execute(query.limit(batch))
             ]
             for row in rows:
                 if filters.status is None or _status(snapshots, row[0]) == filters.status:
@@ -157,11 +157,9 @@ class ContainerReadService:
         nodes = await self._nodes(user_id, None)
         await self._end_read()
         snapshots = await self.inventory.snapshots(nodes)
-        rows = (
-            await self.session.execute(
-                select(Container.node_id, Container.vmid, Container.lifecycle).where(Container.user_id == user_id)
-            )
-        ).tuples()
+        rows = await self.session.execute(
+            select(Container.node_id, Container.vmid, Container.lifecycle).where(Container.user_id == user_id)
+        )
         by_lifecycle: Counter[str] = Counter({lc: 0 for lc in LIFECYCLES})
         by_status: Counter[str] = Counter({st: 0 for st in _STATUSES})
         per_node: dict[UUID, Counter[str]] = {node.id: Counter() for node in nodes}
