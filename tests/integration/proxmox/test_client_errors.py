@@ -109,7 +109,8 @@ async def test_read_timeout(pve_client: ClientFactory, sim_node: RunningNode) ->
 async def test_blackholed_node_times_out(pve_client: ClientFactory, sim_node: RunningNode) -> None:
     # The blackhole completes the TLS handshake and then never answers.
     sim_node.faults.blackhole = True
-    client = pve_client(timeout=0.3, retries=0)
+    # Long enough that a slow TLS handshake on a loaded machine is not mistaken for the silence under test.
+    client = pve_client(timeout=2.0, retries=0)
     with pytest.raises(ProxmoxTimeout, match="timed out waiting"):
         await client.version()
     sim_node.faults.blackhole = False
