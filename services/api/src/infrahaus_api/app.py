@@ -99,6 +99,8 @@ def create_app(
         openapi_config=openapi_config(),
         cors_config=_cors(settings),
         request_max_body_size=settings.max_request_body_bytes,
+        # Registered so the app's lifespan closes the session store's Redis client.
+        stores={"sessions": resources.session_store},
         on_shutdown=[close_resources],
         debug=False,
     )
@@ -116,7 +118,11 @@ def _build_resources(settings: Settings) -> AppResources:
         store = MemoryStore()
     else:
         # One client per app instance: redis-py asyncio clients belong to one event loop.
-        store = RedisStore(Redis.from_url(settings.redis_url), namespace=f"{settings.redis_prefix}sessions")
+        store = RedisStore(
+            Redis.from_url(settings.redis_url),
+            namespace=f"{settings.redis_prefix}sessions",
+            handle_client_shutdown=True,
+        )
     return AppResources(
         settings=settings,
         engine=engine,
