@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, distinct, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_domain.containers.errors import InvalidStateError
@@ -234,7 +234,7 @@ class ContainerReadService:
         with_credentials = set(
             (
                 await self.session.scalars(
-                    select(distinct(ServiceCredential.service)).where(ServiceCredential.container_id == container.id)
+                    select(ServiceCredential.service).where(ServiceCredential.container_id == container.id).distinct()
                 )
             ).all()
         )
