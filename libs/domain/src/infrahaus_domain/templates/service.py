@@ -10,8 +10,9 @@ from functools import partial
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import String, and_, cast, or_, select
+from sqlalchemy import ScalarSelect, String, and_, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import raiseload
 
 from infrahaus_domain.errors import ConflictError, FieldError, NotFoundError, ValidationFailed
 from infrahaus_domain.models.templates import (
@@ -244,9 +245,13 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         if cursor:
             name, last_id = decode_name_cursor(cursor)
             query = query.where(or_(Template.name > name, and_(Template.name == name, Template.id > last_id)))
-        rows = list(await self.repository.session.scalars(query.order_by(Template.name, Template.id).limit(limit + 1)))
-        next_cursor = encode_name_cursor(rows[limit - 1].name, rows[limit - 1].id) if len(rows) > limit else None
-        return TemplatePage(items=[to_summary(t) for t in rows[:limit]], next_cursor=next_cursor)
+        # Counts instead of the children themselves: a list page never carries script or file contents.
+        counted = query.add_columns(*(_child_count(model) for model in (TemplateScript, TemplateFile, TemplatePackage)))
+        counted = counted.options(raiseload(Template.scripts), raiseload(Template.files), raiseload(Template.packages))
+        result = await self.repository.session.execute(counted.order_by(Template.name, Template.id).limit(limit + 1))
+        rows = list(result.all())
+        next_cursor = encode_name_cursor(rows[limit - 1][0].name, rows[limit - 1][0].id) if len(rows) > limit else None
+        return TemplatePage(items=[to_summary(*row) for row in rows[:limit]], next_cursor=next_cursor)
 
     async def get_visible(self, user_id: uuid.UUID, template_id: uuid.UUID) -> Template:
         """A filesystem template or one of the user's; anything else is `NotFoundError`."""
@@ -365,7 +370,11 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         await self.repository.delete(template.id)
 
 
-def to_summary(template: Template) -> TemplateSummary:
+def _child_count(model: type[TemplateScript] | type[TemplateFile] | type[TemplatePackage]) -> ScalarSelect[int]:
+    return select(func.count()).where(model.template_id == Template.id).correlate(Template).scalar_subquery()
+
+
+def to_summary(template: Template, script_count: int, file_count: int, package_count: int) -> TemplateSummary:
     return TemplateSummary(
         id=template.id,
         name=template.name,
@@ -384,9 +393,9 @@ def to_summary(template: Template) -> TemplateSummary:
         fuse=template.fuse,
         source=template.source,
         owner_id=template.owner_id,
-        script_count=len(template.scripts),
-        file_count=len(template.files),
-        package_count=len(template.packages),
+        script_count=script_count,
+        file_count=file_count,
+        package_count=package_count,
         created_at=template.created_at,
         updated_at=template.updated_at,
     )
