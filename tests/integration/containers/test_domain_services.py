@@ -246,3 +246,23 @@ async def test_event_ids_are_monotonic_across_events_and_lines_and_survive_a_los
         await session.commit()
     assert third.seq == second.seq + 1
     assert isinstance(world.container_id, UUID)
+
+
+async def test_event_pages_walk_newest_first_with_counts(world: World) -> None:
+    async with world.sessions() as session:
+        _, _, events = world.services(session)
+        for i in range(5):
+            await events.record(world.container_id, "step" if i % 2 else "error", f"e{i}", {"i": i})
+        await session.commit()
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await events.page(world.container_id, limit=2, cursor=cursor)
+            assert page.counts == {"error": 3, "step": 2}
+            seen.extend(e.message for e in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ["e4", "e3", "e2", "e1", "e0"]
+        only_steps = await events.page(world.container_id, type="step")
+        assert [e.metadata["i"] for e in only_steps.items] == [3, 1]
