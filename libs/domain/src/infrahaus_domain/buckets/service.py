@@ -138,11 +138,11 @@ def _entries(data: BucketPackagesAdd) -> list[tuple[PackageManager, str, str | N
         if len(data.packages) > MAX_PACKAGES_PER_REQUEST:
             errors.add("packages", f"at most {MAX_PACKAGES_PER_REQUEST} entries")
         for i, package in enumerate(data.packages[:MAX_PACKAGES_PER_REQUEST]):
-            name = errors.check(f"packages[{i}].name", partial(v.validate_package_name, package.manager), package.name)
+            name = errors.check(f"packages.{i}.name", partial(v.validate_package_name, package.manager), package.name)
             version = package.version
             if version is not None:
                 version = errors.check(
-                    f"packages[{i}].version", partial(v.validate_package_version, package.manager), version
+                    f"packages.{i}.version", partial(v.validate_package_version, package.manager), version
                 )
             entries.append((package.manager, name, version))
     elif data.text is not None:
