@@ -5,19 +5,18 @@ it is warm. The `vmid_reservations` table's unique (node_id, vmid) constraint is
 concurrent creations of the same VMID impossible: the cache is only a hint.
 """
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_domain.crypto import SecretBox
-from infrahaus_domain.errors import FieldError, ValidationFailed
+from infrahaus_domain.errors import FieldError, NotFoundError, ValidationFailed
 from infrahaus_domain.models.nodes import Node, VmidReservation
 from infrahaus_domain.nodes.connection import NodeEndpoint, node_errors, proxmox_client
 from infrahaus_domain.nodes.errors import NodeRequestError
@@ -26,8 +25,9 @@ from infrahaus_domain.vmids.errors import VmidTakenError
 from infrahaus_domain.vmids.schemas import VMID_MAX, VMID_MIN, VmidAvailability, VmidList, VmidNext
 
 DEFAULT_TTL = 300.0
-# The set outlives its refreshed_at marker, so a warm marker always has its set beside it.
-_SET_GRACE = 5.0
+# The refresh time is stored as one member of the set itself, so a single SMEMBERS answers both
+# "is the cache warm" and "is this id taken", and the two can never expire apart.
+_STAMP = "refreshed_at="
 
 
 def validate_vmid(vmid: int) -> int:
@@ -85,26 +85,43 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
                 resources = await client.cluster.resources(type="vm")
         taken = sorted({r.vmid for r in resources if r.vmid is not None and r.type in ("lxc", "qemu")})
         refreshed_at = datetime.now(UTC)
-        await self.cache.replace_set(_set_key(node.id), [str(v) for v in taken], ttl=self.ttl + _SET_GRACE)
-        await self.cache.set(_stamp_key(node.id), refreshed_at.isoformat().encode(), ttl=self.ttl)
+        members = [*(str(v) for v in taken), f"{_STAMP}{refreshed_at.isoformat()}"]
+        await self.cache.replace_set(_cache_key(node.id), members, ttl=self.ttl)
         return VmidList(taken=taken, refreshed_at=refreshed_at)
 
     async def invalidate(self, node_id: uuid.UUID) -> None:
         """Forget the node's cached ids; call after creating or deleting a guest on it."""
-        await self.cache.delete(_stamp_key(node_id), _set_key(node_id))
+        await self.cache.delete(_cache_key(node_id))
 
     # ------------------------------------------------------------------ availability
 
     async def check(self, node: Node, vmid: int) -> VmidAvailability:
         """Whether `vmid` is free on the node: not on Proxmox (per the cache) and not reserved."""
         validate_vmid(vmid)
-        taken = await self._taken_ids(node)
-        if vmid in taken:
-            return VmidAvailability(vmid=vmid, available=False, reason="taken")
         reserved = await self.session.scalar(
             select(VmidReservation.id).where(VmidReservation.node_id == node.id, VmidReservation.vmid == vmid)
         )
-        if reserved is not None:
+        return await self._availability(node, vmid, reserved=reserved is not None)
+
+    async def check_owned(self, user_id: uuid.UUID, node_id: uuid.UUID, vmid: int) -> VmidAvailability:
+        """`check` on the caller's node, reading node and reservation in one query (the API's hot path).
+
+        Another user's node is reported exactly like a missing one.
+        """
+        validate_vmid(vmid)
+        reserved = exists().where(VmidReservation.node_id == Node.id, VmidReservation.vmid == vmid)
+        row = (
+            await self.session.execute(select(Node, reserved).where(Node.id == node_id, Node.user_id == user_id))
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError("Node not found.")
+        node, is_reserved = row
+        return await self._availability(node, vmid, reserved=bool(is_reserved))
+
+    async def _availability(self, node: Node, vmid: int, *, reserved: bool) -> VmidAvailability:
+        if vmid in await self._taken_ids(node):
+            return VmidAvailability(vmid=vmid, available=False, reason="taken")
+        if reserved:
             return VmidAvailability(vmid=vmid, available=False, reason="reserved")
         return VmidAvailability(vmid=vmid, available=True)
 
@@ -161,12 +178,12 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
     # ------------------------------------------------------------------ helpers
 
     async def _cached(self, node_id: uuid.UUID) -> tuple[set[int], datetime] | None:
-        stamp, members = await asyncio.gather(
-            self.cache.get(_stamp_key(node_id)), self.cache.smembers(_set_key(node_id))
-        )
+        members = await self.cache.smembers(_cache_key(node_id))
+        stamp = next((m for m in members if m.startswith(_STAMP)), None)
         if stamp is None:
             return None
-        return {int(m) for m in members}, datetime.fromisoformat(stamp.decode())
+        taken = {int(m) for m in members if not m.startswith(_STAMP)}
+        return taken, datetime.fromisoformat(stamp.removeprefix(_STAMP))
 
     async def _taken_ids(self, node: Node) -> set[int]:
         cached = await self._cached(node.id)
@@ -175,9 +192,5 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
         return set((await self.refresh(node)).taken)
 
 
-def _set_key(node_id: uuid.UUID) -> str:
-    return f"vmids:{node_id}:taken"
-
-
-def _stamp_key(node_id: uuid.UUID) -> str:
-    return f"vmids:{node_id}:refreshed_at"
+def _cache_key(node_id: uuid.UUID) -> str:
+    return f"vmids:{node_id}"

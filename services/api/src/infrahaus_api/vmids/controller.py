@@ -57,14 +57,9 @@ class VmidController(Controller):
         responses=UPSTREAM_RESPONSES,
     )
     async def check_node_vmid(
-        self,
-        current_user: CurrentUser,
-        nodes: NodeService,
-        vmids: VmidService,
-        node_id: FromPath[uuid.UUID],
-        vmid: FromPath[int],
+        self, current_user: CurrentUser, vmids: VmidService, node_id: FromPath[uuid.UUID], vmid: FromPath[int]
     ) -> VmidAvailability:
-        return await vmids.check(await nodes.get_owned(current_user.id, node_id), vmid)
+        return await vmids.check_owned(current_user.id, node_id, vmid)
 
     @post(
         "/refresh",
