@@ -66,13 +66,19 @@ class Sse:
 
 
 async def read_sse(
-    url: str, token: str, *, last_event_id: int | None = None, stop_after: int | None = None, timeout: float = 10
+    url: str,
+    token: str,
+    *,
+    last_event_id: int | None = None,
+    stop_after: int | None = None,
+    timeout: float = 10,
+    into: Sse | None = None,
 ) -> Sse:
     """Read the stream until `done` (or until `stop_after` id-carrying events, then disconnect)."""
     headers = {"Authorization": f"Bearer {token}"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
-    result = Sse()
+    result = into if into is not None else Sse()
     async with asyncio.timeout(timeout), httpx.AsyncClient() as http, http.stream("GET", url, headers=headers) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -239,3 +245,43 @@ async def test_the_buffer_keeps_only_the_newest_lines(logbuffer: LogBuffer) -> N
     assert [line.line for line in lines] == [f"l{i}" for i in range(7, 12)]
     assert [line.id for line in lines] == list(range(8, 13))
     await small.clear(container_id)
+
+
+async def test_live_items_published_out_of_order_by_two_producers_arrive_in_order(
+    server_url: str,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    db: async_sessionmaker[AsyncSession],
+    logbuffer: LogBuffer,
+) -> None:
+    created = await create_container(user_client, vmid=740)
+    container_id, operation_id = UUID(created["container"]["id"]), UUID(created["operation"]["id"])
+    await claim(db, logbuffer, operation_id)
+    await produce(db, logbuffer, container_id, operation_id, 1)
+    stream = Sse()
+    reader = asyncio.create_task(
+        read_sse(f"{server_url}/api/containers/{container_id}/progress", user_client.token, into=stream)
+    )
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(stream.ids) < 1:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+
+    # The API allocates an id for an event, the worker appends a line meanwhile and publishes first.
+    early = await logbuffer.next_seq(container_id)
+    line = await logbuffer.append(container_id, operation_id, step="scripts", line="worker was faster")
+    event = {
+        "id": 0,
+        "seq": early,
+        "container_id": str(container_id),
+        "operation_id": None,
+        "type": "cancelled",
+        "message": "late",
+        "metadata": {},
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    await logbuffer.append_event(container_id, early, event)
+    await succeed(db, logbuffer, operation_id)
+    await reader
+    assert stream.ids == [1, early, line.id, line.id + 1]
+    assert [e for _, e, _ in stream.events] == ["step", "cancelled", "log", "created", "done"]

@@ -25,6 +25,8 @@ from infrahaus_domain.operations.service import OperationService
 from infrahaus_domain.ports import EventBus
 
 _CLOSED = object()
+# How long a live item waits for a smaller id that another producer allocated but has not published yet.
+GAP_WAIT_SECONDS = 0.5
 
 
 def parse_last_event_id(value: str | None) -> int:
@@ -97,10 +99,21 @@ class ProgressStream:
             yield _done(op)
             return
         tracked = op.id
+        loop = asyncio.get_running_loop()
+        # Items that arrived ahead of a missing id (two producers raced); held briefly so the stream stays in order.
+        pending: dict[int, EventRead | LogLine] = {}
+        gap_deadline: float | None = None
         while True:
+            timeout = self.heartbeat if gap_deadline is None else max(0.0, gap_deadline - loop.time())
             try:
-                raw = await asyncio.wait_for(queue.get(), timeout=self.heartbeat)
+                raw = await asyncio.wait_for(queue.get(), timeout=timeout)
             except TimeoutError:
+                if gap_deadline is not None:
+                    # The missing id never came (its producer died): move on rather than stall.
+                    for ident in sorted(pending):
+                        yield self._advance(pending.pop(ident))
+                    gap_deadline = None
+                    continue
                 yield ServerSentEventMessage(comment="keepalive", data=None)
                 # Covers an operation message missed while a worker published before our subscription.
                 op = await self._latest_operation()
@@ -115,6 +128,8 @@ class ProgressStream:
             message = msgspec.json.decode(raw, type=BusMessage)
             if message.kind == "operation":
                 if message.data.get("id") == str(tracked) and message.data.get("status") in TERMINAL_STATUSES:
+                    for ident in sorted(pending):
+                        yield self._advance(pending.pop(ident))
                     yield ServerSentEventMessage(
                         event="done",
                         data=msgspec.json.encode(
@@ -123,9 +138,15 @@ class ProgressStream:
                     )
                     return
                 continue
-            if message.id is None or message.id <= self.last:
+            if message.id is None or message.id <= self.last or message.id in pending:
                 continue
-            yield self._advance(_decode(message))
+            pending[message.id] = _decode(message)
+            while self.last + 1 in pending:
+                yield self._advance(pending.pop(self.last + 1))
+            if not pending:
+                gap_deadline = None
+            elif gap_deadline is None:
+                gap_deadline = loop.time() + GAP_WAIT_SECONDS
 
     def _advance(self, item: EventRead | LogLine) -> ServerSentEventMessage:
         self.last = item.id if isinstance(item, LogLine) else item.seq
