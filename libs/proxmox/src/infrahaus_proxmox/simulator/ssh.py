@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import string
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
@@ -90,6 +89,7 @@ class SshHost:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._held: set[socket.socket] = set()
         self._jail: Path | None = None
+        self._jail_root = host_key_path.parent / "ssh-host-root"
         faults.on_reachability_change(self._reachability_changed)
 
     @property
@@ -117,7 +117,11 @@ class SshHost:
         """Listen and return the bound port (chosen by the OS when configured as 0)."""
         sandbox.confinement()
         if self._jail is None:
-            self._jail = Path(tempfile.mkdtemp(prefix=f"pvesim-{self._node.name}-host-"))
+            # Next to the host key, in the node's own directory; whatever a crash left there goes.
+            jail = self._jail_root
+            shutil.rmtree(jail, ignore_errors=True)
+            jail.mkdir(mode=0o755, parents=True)
+            self._jail = jail
             for sub in ("tmp", "root", "var/tmp"):
                 (self._jail / sub).mkdir(parents=True, exist_ok=True)
             (self._jail / "tmp").chmod(0o1777)
