@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import pytest
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select, text, update
 
@@ -14,7 +15,7 @@ from infrahaus_domain.models.containers import Operation
 from infrahaus_domain.models.nodes import VmidReservation
 from infrahaus_proxmox.simulator import RunningNode
 from infrahaus_worker.actors.create import create_container
-from infrahaus_worker.actors.runs import unit
+from infrahaus_worker.actors.runs import OperationBusyError, unit
 from infrahaus_worker.context import WorkerContext
 from infrahaus_worker.reconciler import reconcile
 from tests.fixtures.api import UserClient
@@ -32,6 +33,13 @@ async def wait_for_step(ctx: WorkerContext, op_id: str, step: str, *, timeout: f
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"operation never reached step {step}")
+
+
+async def age_heartbeat(ctx: WorkerContext, op_id: str) -> None:
+    """Make the operation's last heartbeat a minute old (as if its worker died a while ago)."""
+    async with ctx.session() as session:
+        stale = datetime.now(UTC) - timedelta(minutes=1)
+        await session.execute(update(Operation).where(Operation.id == UUID(op_id)).values(heartbeat_at=stale))
 
 
 def creates_sent(node: RunningNode, vmid: int) -> int:
@@ -115,7 +123,11 @@ async def test_redelivery_after_a_crash_resumes_without_a_second_container(
     await asyncio.gather(first, return_exceptions=True)
     assert (await operation(worker_ctx, op_id)).status == "running"
 
-    # The broker redelivers the same message.
+    # Redelivered while the heartbeat still looks alive: refused, the message is retried later.
+    with pytest.raises(OperationBusyError):
+        await create_container(worker_ctx, op_id)
+    # Later, once the dead worker's heartbeat aged, the redelivered message takes over.
+    await age_heartbeat(worker_ctx, op_id)
     await create_container(worker_ctx, op_id)
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
@@ -147,6 +159,7 @@ async def test_crash_during_the_create_task_waits_for_that_task(
     await asyncio.gather(first, return_exceptions=True)
     sim_node.faults.latency = 0.0
 
+    await age_heartbeat(worker_ctx, op_id)
     await create_container(worker_ctx, op_id)
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
@@ -253,3 +266,24 @@ async def test_root_password_is_never_stored_logged_or_sent(
     haystacks.extend(record.getMessage() + str(record.__dict__) for record in caplog.records)
     for haystack in haystacks:
         assert password not in haystack
+
+
+async def test_duplicate_deliveries_run_the_operation_once(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    """The original message and a reconciler re-send arrive together: one runs, the other backs off."""
+    template_id = await make_template("twice")
+    _, op_id, _ = await request_container(user_client, template_id=template_id, vmid=138)
+    outcomes = await asyncio.gather(
+        create_container(worker_ctx, op_id), create_container(worker_ctx, op_id), return_exceptions=True
+    )
+    assert sum(isinstance(o, OperationBusyError) for o in outcomes) == 1
+    assert sum(o is None for o in outcomes) == 1
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "succeeded", op.error
+    assert op.attempts == 1
+    assert creates_sent(sim_node, 138) == 1

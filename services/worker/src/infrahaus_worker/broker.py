@@ -57,13 +57,15 @@ def build_middleware(extra: Sequence[Middleware] = ()) -> list[Middleware]:
     ]
 
 
-def build_redis_broker(url: str, *, namespace: str, extra: Sequence[Middleware] = ()) -> RedisBroker:
+def build_redis_broker(
+    url: str, *, namespace: str, extra: Sequence[Middleware] = (), heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS
+) -> RedisBroker:
     """A Redis broker whose keys live under ``namespace`` (derived from the Redis key prefix)."""
     return RedisBroker(  # type: ignore[no-untyped-call]
         url=url,
         namespace=namespace,
         middleware=build_middleware(extra),
-        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        heartbeat_timeout=heartbeat_timeout_ms,
         maintenance_chance=MAINTENANCE_CHANCE,
     )
 

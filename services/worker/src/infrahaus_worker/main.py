@@ -28,6 +28,7 @@ def build_worker_broker(settings: Settings, limits: Limits) -> dramatiq.Broker:
         settings.redis_url,
         namespace=broker_namespace(settings.redis_prefix),
         extra=[WorkerContextMiddleware(settings, limits=limits, background=reconcile_forever)],
+        heartbeat_timeout_ms=int(limits.broker_heartbeat * 1000),
     )
     install(broker)
     register_actors(broker)

@@ -21,6 +21,7 @@ from infrahaus_worker.actors.lifecycle import (
     start_container,
     stop_container,
 )
+from infrahaus_worker.actors.runs import OperationBusyError
 from infrahaus_worker.actors.vmids import reconcile_operations, refresh_vmids
 from infrahaus_worker.context import WorkerContext, current_context
 
@@ -44,7 +45,12 @@ OPERATION_ACTORS: dict[jobs.Job, OperationImpl] = {
 
 def _operation_actor(impl: OperationImpl, name: str) -> Callable[..., Awaitable[None]]:
     async def actor(operation_id: str) -> None:
-        await impl(current_context(), operation_id)
+        context = current_context()
+        try:
+            await impl(context, operation_id)
+        except OperationBusyError:
+            # Look again once the other delivery had time to finish or to be declared dead.
+            raise dramatiq.Retry(delay=int(max(3.0, 3 * context.limits.heartbeat_interval) * 1000)) from None
 
     actor.__name__ = actor.__qualname__ = name.replace(".", "_")
     return actor

@@ -9,10 +9,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import msgspec
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_domain.containers.schemas import ContainerSpec, ServiceInfo
@@ -75,10 +77,32 @@ class Claimed:
     endpoint: NodeEndpoint
 
 
+class OperationBusyError(Exception):
+    """Another delivery of the same message is still working on the operation (its heartbeat is fresh)."""
+
+
 async def claim(ctx: WorkerContext, operation_id: str) -> Claimed | None:
-    """Take the operation (None when unknown or already finished) and load its container and node."""
+    """Take the operation (None when unknown or already finished) and load its container and node.
+
+    Raises `OperationBusyError` while another worker still heart-beats on it: a message redelivered
+    too eagerly must not run the same operation twice at once (the actor retries it later; by then
+    the operation is finished, or its worker is gone and this delivery takes over).
+    """
     op_id = UUID(operation_id)
     async with unit(ctx) as u:
+        # Check and claim in one transaction holding the row lock: two deliveries of the same message
+        # (a redelivery, or a reconciler re-send racing the original) cannot both pass.
+        current = await u.session.scalar(
+            select(Operation).where(Operation.id == op_id).with_for_update().execution_options(populate_existing=True)
+        )
+        takeover_after = timedelta(seconds=max(3.0, 3 * ctx.limits.heartbeat_interval))
+        if (
+            current is not None
+            and current.status == "running"
+            and current.heartbeat_at is not None
+            and datetime.now(UTC) - current.heartbeat_at < takeover_after
+        ):
+            raise OperationBusyError(f"operation {operation_id} is running elsewhere")
         op: Operation | None = await u.operations.claim(op_id, ctx.worker_id)
         if op is None:
             return None

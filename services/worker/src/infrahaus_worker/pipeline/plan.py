@@ -119,6 +119,8 @@ class Limits(msgspec.Struct, kw_only=True, frozen=True):
     # A queued operation older than this whose message never ran is sent again by the reconciler.
     requeue_after: float = 60
     reconcile_interval: float = 15
+    # After this long without a broker heartbeat, a dead worker's unacknowledged messages are redelivered.
+    broker_heartbeat: float = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Limits":
