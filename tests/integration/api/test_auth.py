@@ -67,11 +67,16 @@ async def test_login_me_token_bearer_flow(client: httpx.AsyncClient, app: Litest
         assert me_bearer.json()["user"]["id"] == body["user"]["id"]
         assert me_bearer.json()["auth"] == "token"
         assert me_bearer.json()["csrf_token"] is None
+        # With the verification cached, a wrong secret under the same lookup id is still refused.
+        forged = "_".join(token.split("_", 2)[:2]) + "_" + "A" * 43
+        assert_problem(await bearer.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"}), 401)
         # Bearer requests need no CSRF header, even for unsafe methods.
         second = await bearer.post(
             "/api/auth/tokens", json={"name": "second"}, headers={"Authorization": f"Bearer {token}"}
         )
         assert second.status_code == 201
+        second_auth = {"Authorization": f"Bearer {second.json()['token']}"}
+        assert (await bearer.get("/api/auth/me", headers=second_auth)).status_code == 200  # now verified and cached
         revoked = await bearer.delete(
             f"/api/auth/tokens/{second.json()['id']}", headers={"Authorization": f"Bearer {token}"}
         )

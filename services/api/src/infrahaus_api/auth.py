@@ -27,13 +27,14 @@ from infrahaus_domain.errors import RateLimited
 from infrahaus_domain.models.users import User
 from infrahaus_domain.ports import Cache
 from infrahaus_domain.settings import Settings
-from infrahaus_domain.users.service import ApiTokenService
+from infrahaus_domain.users.service import ApiTokenService, parse_token, token_matches
 
 SESSION_COOKIE = "infrahaus_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Re-writing a session on every request would cost a store write each time; refresh its idle clock at most this often.
 _TOUCH_INTERVAL = 60.0
+_TOKEN_CACHE_SECONDS = 30.0
 
 
 class CurrentUser(msgspec.Struct, kw_only=True, frozen=True):
@@ -143,9 +144,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise NotAuthorizedException("Unsupported Authorization header: use `Bearer <token>`.")
-            async with resources.sessionmaker() as db, db.begin():
-                user = await ApiTokenService(session=db).authenticate(token.strip())
-                current = CurrentUser.from_model(user) if user is not None else None
+            current = await authenticate_token(resources, token.strip())
             if current is None:
                 raise NotAuthorizedException("Invalid, expired or revoked token.")
             return AuthenticationResult(user=current, auth=AuthInfo(kind="token"))
@@ -164,6 +163,44 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
                     f"Missing or wrong {CSRF_HEADER} header (use the csrf_token from login or /api/auth/me)."
                 )
         return AuthenticationResult(user=data.user, auth=AuthInfo(kind="session", session_id=session_id, session=data))
+
+
+class _VerifiedToken(msgspec.Struct, kw_only=True):
+    user: CurrentUser
+    token_hash: str
+    expires_at: float | None
+
+
+def token_cache_key(lookup_id: str) -> str:
+    return f"auth:token:{lookup_id}"
+
+
+async def authenticate_token(resources: AppResources, token: str) -> CurrentUser | None:
+    """The owner of a valid bearer token. A verification is cached briefly (shared cache, so revocation on any
+    replica drops it) to spare a database round trip per request; the secret is still checked every time."""
+    parsed = parse_token(token)
+    if parsed is None:
+        return None
+    lookup_id, secret = parsed
+    cache = resources.ports.cache
+    if (raw := await cache.get(token_cache_key(lookup_id))) is not None:
+        cached = msgspec.json.decode(raw, type=_VerifiedToken)
+        if not token_matches(cached.token_hash, secret):
+            return None
+        if cached.expires_at is None or cached.expires_at > time.time():
+            return cached.user
+    async with resources.sessionmaker() as db, db.begin():
+        found = await ApiTokenService(session=db).authenticate(token)
+        if found is None:
+            return None
+        user, row = found
+        verified = _VerifiedToken(
+            user=CurrentUser.from_model(user),
+            token_hash=row.token_hash,
+            expires_at=row.expires_at.timestamp() if row.expires_at else None,
+        )
+    await cache.set(token_cache_key(lookup_id), msgspec.json.encode(verified), ttl=_TOKEN_CACHE_SECONDS)
+    return verified.user
 
 
 def session_manager(resources: AppResources) -> SessionManager:

@@ -89,23 +89,27 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenReposit
         )
         return list(rows)
 
-    async def revoke(self, user_id: uuid.UUID, token_id: uuid.UUID) -> None:
-        """Revoke one of the user's tokens; another user's token is `NotFoundError` like a missing one."""
-        result = await self.repository.session.execute(
+    async def revoke(self, user_id: uuid.UUID, token_id: uuid.UUID) -> str:
+        """Revoke one of the user's tokens and return its lookup id (to drop cached verifications).
+
+        Another user's token is `NotFoundError`, like a missing one.
+        """
+        lookup_id: str | None = await self.repository.session.scalar(
             update(ApiToken)
             .where(ApiToken.id == token_id, ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
+            .returning(ApiToken.lookup_id)
         )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if lookup_id is None:
             raise NotFoundError("API token not found.")
+        return lookup_id
 
-    async def authenticate(self, token: str) -> User | None:
-        """The user owning a valid (known, unrevoked, unexpired) token, else None."""
-        if not token.startswith(TOKEN_PREFIX):
+    async def authenticate(self, token: str) -> tuple[User, ApiToken] | None:
+        """The user and token row of a valid (known, unrevoked, unexpired) token, else None."""
+        parsed = parse_token(token)
+        if parsed is None:
             return None
-        lookup_id, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
-        if not sep or not secret or len(lookup_id) != 16:
-            return None
+        lookup_id, secret = parsed
         session = self.repository.session
         row = (
             await session.execute(
@@ -116,13 +120,28 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenReposit
             return None
         api_token, user = row[0], row[1]
         now = datetime.now(UTC)
-        if not hmac.compare_digest(api_token.token_hash, _hash_secret(secret)):
+        if not token_matches(api_token.token_hash, secret):
             return None
         if api_token.revoked_at is not None or (api_token.expires_at is not None and api_token.expires_at <= now):
             return None
         if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
             await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
-        return user
+        return user, api_token
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """(lookup id, secret) of a well-formed `ihs_<lookup_id>_<secret>` token, else None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    lookup_id, sep, secret = token[len(TOKEN_PREFIX) :].partition("_")
+    if not sep or not secret or len(lookup_id) != 16:
+        return None
+    return lookup_id, secret
+
+
+def token_matches(token_hash: str, secret: str) -> bool:
+    """Constant-time check of a token secret against its stored SHA-256."""
+    return hmac.compare_digest(token_hash, _hash_secret(secret))
 
 
 async def verify_proxmox_login(server: AuthServer, userid: str, password: str, *, request_timeout: float = 10.0) -> str:

@@ -7,10 +7,18 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from infrahaus_api.auth import SESSION_COOKIE, AuthInfo, CurrentUser, LoginRateLimiter, session_manager
+from infrahaus_api.auth import (
+    SESSION_COOKIE,
+    AuthInfo,
+    CurrentUser,
+    LoginRateLimiter,
+    session_manager,
+    token_cache_key,
+)
 from infrahaus_api.resources import AppResources
 from infrahaus_domain.errors import FieldError, UpstreamUnavailable, ValidationFailed
 from infrahaus_domain.models.users import ApiToken, User
+from infrahaus_domain.ports import Ports
 from infrahaus_domain.users.schemas import (
     ApiTokenCreate,
     ApiTokenCreated,
@@ -120,6 +128,9 @@ class AuthController(Controller):
 
     @delete("/tokens/{token_id:uuid}", operation_id="revokeApiToken", summary="Revoke an API token")
     async def revoke_token(
-        self, token_id: FromPath[uuid.UUID], current_user: CurrentUser, db_session: AsyncSession
+        self, token_id: FromPath[uuid.UUID], current_user: CurrentUser, db_session: AsyncSession, ports: Ports
     ) -> None:
-        await ApiTokenService(session=db_session).revoke(current_user.id, token_id)
+        lookup_id = await ApiTokenService(session=db_session).revoke(current_user.id, token_id)
+        # Commit before dropping the cached verification, or a request in between could cache it again.
+        await db_session.commit()
+        await ports.cache.delete(token_cache_key(lookup_id))
