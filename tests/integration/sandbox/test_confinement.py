@@ -76,3 +76,14 @@ def test_ubuntu_template_changes_os_release(tmp_path: Path) -> None:
     assert result.stdout == "ubuntu 22.04 jammy\nCT300\n"
     # Ubuntu 22.04 predates PEP 668's marker: system-wide pip works.
     assert run_in(tree, ["pip3", "install", "requests"]).returncode == 0
+
+
+def test_tree_layout_and_modes(rootfs: Path) -> None:
+    out = run_in(rootfs, ["stat", "-c", "%n %a %U", "/etc/shadow", "/tmp", "/root", "/bin/sh", "/usr/bin/systemctl"])
+    assert out.stdout.splitlines() == [
+        "/etc/shadow 640 root",
+        "/tmp 1777 root",
+        "/root 700 root",
+        "/bin/sh 777 root",
+        "/usr/bin/systemctl 755 root",
+    ]

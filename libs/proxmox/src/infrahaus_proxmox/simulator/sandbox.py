@@ -253,6 +253,8 @@ def create_rootfs(node_dir: Path, vmid: int, ostemplate: str, *, hostname: str |
         path = rootfs / rel
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(perms)
+    # git keeps only 644/755.
+    (rootfs / "etc" / "shadow").chmod(0o640)
     for name, source in binaries.items():
         _link_or_copy(source, rootfs / "bin" / name)
     bin_dir = rootfs / "bin"
