@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infrahaus_domain.templates.parser import (
     TemplateFormatError,
@@ -423,3 +425,39 @@ def test_example_scripts_are_valid_sh_using_only_the_helper_library() -> None:
         assert result.returncode == 0, f"{script}: {result.stderr}"
         called = set(HELPER_CALL.findall(script.read_text()))
         assert called <= defined, f"{script} calls what the helper library does not define: {called - defined}"
+
+
+# ---------------------------------------------------------------- differential property test against bash
+
+_PLAIN = st.text(alphabet="ABCxyz019_./:,+=@%-", min_size=1, max_size=6)
+_SINGLE = st.text(alphabet=' abc$`"\\#;|&()*?{}!~\t', max_size=8).map(lambda t: f"'{t}'")
+_DOUBLE_CHUNK = st.one_of(
+    st.text(alphabet=" abc#';|&()*?{}!~\t", min_size=1, max_size=5),
+    st.sampled_from(['\\"', "\\\\", "\\$", "\\`", "\\n", "\\a", "$A", "${B}", "${UNSET:-d e f}", "${A:+alt}"]),
+)
+_DOUBLE = st.lists(_DOUBLE_CHUNK, max_size=4).map(lambda chunks: '"' + "".join(chunks) + '"')
+_EXPANSION = st.one_of(
+    st.sampled_from(["$A", "${B}", "${UNSET:-fallback}", "${A-unused}", "${EMPTY:-x}", "${EMPTY-y}"]),
+    _SINGLE.map(lambda q: "${UNSET:-" + q + "}"),
+    _DOUBLE.map(lambda q: "${UNSET:-" + q + "}"),
+)
+_ESCAPED = st.sampled_from(["\\ ", "\\#", "\\;", "\\$", "\\'", '\\"', "\\\\", "\\a"])
+_VALUE = st.lists(st.one_of(_PLAIN, _SINGLE, _DOUBLE, _EXPANSION, _ESCAPED), max_size=5).map("".join)
+_COMMENT = st.one_of(st.just(""), st.text(alphabet=" abc'\"$`;|&#()", max_size=10).map(lambda t: "  # " + t))
+_LINE = st.tuples(st.sampled_from(["C", "D", "TEMPLATE_X", "A"]), _VALUE, _COMMENT, st.booleans()).map(
+    lambda parts: ("export " if parts[3] else "") + f"{parts[0]}={parts[1]}{parts[2]}"
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(lines=st.lists(_LINE, min_size=1, max_size=4))
+def test_conf_agrees_with_bash_on_generated_files(lines: list[str]) -> None:
+    text = "A=alpha\nB='be ta'\nEMPTY=\n" + "\n".join(lines) + "\n"
+    ours = parse_conf(text)
+    bash = shutil.which("bash")
+    assert bash is not None
+    names = " ".join(ours)
+    script = f'source /dev/stdin; for n in {names}; do printf "%s=%s\\0" "$n" "${{!n}}"; done'
+    out = subprocess.run([bash, "--norc", "-c", script], input=text.encode(), capture_output=True, check=True, env={})
+    theirs = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if item)
+    assert ours == theirs, text
