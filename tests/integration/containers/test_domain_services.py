@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infrahaus_domain import migrations
-from infrahaus_domain.containers.errors import ContainerBusyError, OperationCancelledError
-from infrahaus_domain.containers.schemas import ServiceInfo
+from infrahaus_domain.containers.errors import ContainerBusyError, IdempotencyKeyReusedError, OperationCancelledError
+from infrahaus_domain.containers.schemas import ContainerCreate, ServiceInfo
 from infrahaus_domain.containers.service import ContainerService
 from infrahaus_domain.crypto import SecretBox, generate_key
 from infrahaus_domain.db import create_engine
@@ -24,6 +24,11 @@ from infrahaus_domain.models.users import User
 from infrahaus_domain.operations.schemas import OperationError
 from infrahaus_domain.operations.service import OperationService
 from infrahaus_domain.ports.memory import memory_ports
+from infrahaus_domain.vmids.errors import VmidTakenError
+from infrahaus_domain.vmids.service import VmidService
+from infrahaus_proxmox.simulator import RunningNode, SimulatorConfig
+from infrahaus_proxmox.simulator.config import DEMO_TOKEN_ID
+from tests.integration.containers.conftest import put_guest
 
 BOX = SecretBox([generate_key("k1")])
 
@@ -266,3 +271,40 @@ async def test_event_pages_walk_newest_first_with_counts(world: World) -> None:
         assert seen == ["e4", "e3", "e2", "e1", "e0"]
         only_steps = await events.page(world.container_id, type="step")
         assert [e.metadata["i"] for e in only_steps.items] == [3, 1]
+
+
+async def test_create_with_reservation_and_idempotency_on_both_databases(
+    world: World, sim_node: RunningNode, simulator_config: SimulatorConfig
+) -> None:
+
+    put_guest(sim_node, 905)
+    async with world.sessions() as session:
+        node = await session.scalar(select(Node))
+        assert node is not None
+        node.port = sim_node.api_port
+        node.token_id = DEMO_TOKEN_ID
+        node.token_secret = BOX.encrypt(simulator_config.tokens[DEMO_TOKEN_ID].secret)
+        node.tls_fingerprint = sim_node.fingerprint
+        containers, _, _ = world.services(session)
+        vmids = VmidService(session, cache=memory_ports().cache, box=BOX)
+        data = ContainerCreate(hostname="embedded", vmid=901, os_template="debian-12-standard")
+        first = await containers.create(world.user_id, data, vmids=vmids, idempotency_key="k")
+        replay = await containers.create(world.user_id, data, vmids=vmids, idempotency_key="k")
+        assert replay.replayed
+        assert replay.body == first.body
+        with pytest.raises(IdempotencyKeyReusedError):
+            await containers.create(
+                world.user_id,
+                ContainerCreate(hostname="other", vmid=902, os_template="x"),
+                vmids=vmids,
+                idempotency_key="k",
+            )
+        for taken in (901, 905, 900):
+            with pytest.raises(VmidTakenError):
+                await containers.create(
+                    world.user_id, ContainerCreate(hostname="dup", vmid=taken, os_template="x"), vmids=vmids
+                )
+        await session.commit()
+    async with world.sessions() as session:
+        vmids_reserved = sorted((await session.scalars(select(VmidReservation.vmid))).all())
+        assert vmids_reserved == [900, 901]
