@@ -47,7 +47,7 @@ def ensure_key_file(path: Path) -> None:
 def embedded_settings(environ: dict[str, str], data_dir: Path) -> Settings:
     """Settings from the environment with the embedded defaults filled in for `data_dir`."""
     env = dict(environ)
-    env.setdefault("INFRAHAUS_DATA_DIR", str(data_dir))
+    env["INFRAHAUS_DATA_DIR"] = str(data_dir)  # the flag wins: the key file and the database live there
     env.setdefault("INFRAHAUS_COOKIE_SECURE", "false")
     if not env.get("INFRAHAUS_ENCRYPTION_KEYS") and not env.get("INFRAHAUS_ENCRYPTION_KEY_FILE"):
         key_file = data_dir / "encryption.key"

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,8 @@ from infrahaus_domain.errors import (
 )
 from infrahaus_domain.models.users import ApiToken, User
 from infrahaus_domain.settings import AuthServer
+
+logger = logging.getLogger("infrahaus.auth")
 
 TOKEN_PREFIX = "ihs_"  # noqa: S105 - a format tag, not a secret
 # last_used_at is informational: write it at most once a minute per token, not on every request.
@@ -169,7 +172,9 @@ async def verify_proxmox_login(server: AuthServer, userid: str, password: str, *
         ) from None
     except ProxmoxAuthError:
         raise AuthenticationFailed("Invalid credentials.") from None
-    except ProxmoxError:
+    except ProxmoxError as exc:
+        # The class says what broke (unreachable, TLS pin mismatch, timeout ...); the message is not needed here.
+        logger.warning("auth server %s failed: %s", server.name, type(exc).__name__)
         raise AuthServerUnreachable("The authentication server could not be reached.") from None
     confirmed: str = ticket.username
     return confirmed
