@@ -2,6 +2,7 @@
 
 from uuid import UUID
 
+from advanced_alchemy.types import GUID
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,5 +66,7 @@ class VmidReservation(UUIDv7AuditBase):
 
     node_id: Mapped[UUID] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
     vmid: Mapped[int] = mapped_column(Integer)
-    # No foreign key yet: the containers table arrives in a later migration, which adds it.
-    container_id: Mapped[UUID | None] = mapped_column(default=None, index=True)
+    # The foreign key is added by migration 0004_containers (the containers table comes after this one).
+    container_id: Mapped[UUID | None] = mapped_column(
+        GUID(length=16), ForeignKey("containers.id", ondelete="CASCADE"), default=None, index=True
+    )
