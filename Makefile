@@ -1,8 +1,10 @@
-.PHONY: help sync dev demo test test-fast lint fmt migrate openapi bench
+.PHONY: help bootstrap services sync dev demo test lint fmt migrate openapi bench
 
 UV ?= uv
 
 help:
+	@echo "make bootstrap install system packages (as root) and the locked Python workspace"
+	@echo "make services start PostgreSQL and Redis on 127.0.0.1 when they are not answering"
 	@echo "make dev      run the embedded default (SQLite, in-process worker)"
 	@echo "make demo     same, with the Proxmox simulator beside it"
 	@echo "make test     run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)"
@@ -12,13 +14,19 @@ help:
 	@echo "make openapi  regenerate openapi/openapi.json"
 	@echo "make bench    run the benchmarks and print the performance record"
 
+bootstrap:
+	bash scripts/bootstrap.sh
+
+services:
+	bash scripts/services.sh
+
 sync:
 	$(UV) sync --locked
 
-dev:
+dev: bootstrap
 	$(UV) run infrahaus dev
 
-demo:
+demo: bootstrap
 	$(UV) run infrahaus dev --demo
 
 test:
