@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import stat
+import sys
 from pathlib import Path
 
 import msgspec
@@ -19,6 +20,7 @@ from infrahaus_api.app import create_app
 from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
+from infrahaus_domain.errors import SettingsError
 from infrahaus_domain.logs import configure_logging
 from infrahaus_domain.settings import AuthServer, Settings
 
@@ -57,7 +59,11 @@ def embedded_settings(environ: dict[str, str], data_dir: Path) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = embedded_settings(dict(os.environ), args.data_dir)
+    try:
+        settings = embedded_settings(dict(os.environ), args.data_dir)
+    except SettingsError as exc:
+        print(f"infrahaus dev: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(settings, args))

@@ -7,11 +7,13 @@ Rotation: put the new key first in INFRAHAUS_ENCRYPTION_KEYS (keep the old ones 
 import argparse
 import asyncio
 import os
+import sys
 from datetime import UTC, datetime
 
 from infrahaus_domain import models  # noqa: F401 - imports every model, registering its encrypted columns
 from infrahaus_domain.crypto import SecretBox, format_key, generate_key
 from infrahaus_domain.db import create_engine
+from infrahaus_domain.errors import SettingsError
 from infrahaus_domain.keys import rotate_secrets
 from infrahaus_domain.settings import Settings
 
@@ -28,7 +30,12 @@ def run(args: argparse.Namespace) -> int:
         kid = args.kid or datetime.now(UTC).strftime("k%Y%m%d%H%M%S")
         print(format_key(generate_key(kid)))  # noqa: T201
         return 0
-    settings = Settings.from_env(os.environ)
+    try:
+        settings = Settings.from_env(os.environ)
+        SecretBox(settings.encryption_keys)
+    except SettingsError as exc:
+        print(f"infrahaus keys rotate: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     return asyncio.run(rotate(settings))
 
 

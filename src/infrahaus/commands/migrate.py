@@ -3,9 +3,11 @@
 import argparse
 import asyncio
 import os
+import sys
 
 from infrahaus_domain import migrations
 from infrahaus_domain.db import create_engine
+from infrahaus_domain.errors import SettingsError
 from infrahaus_domain.settings import Settings
 
 
@@ -17,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(os.environ)
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"infrahaus migrate: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     if args.action == "downgrade" and not args.revision:
         print("downgrade needs a target revision (e.g. 0001_users, or base to remove everything)")  # noqa: T201
         return 2

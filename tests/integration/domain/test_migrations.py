@@ -155,3 +155,12 @@ def test_keys_generate_prints_a_usable_key_line(capsys: pytest.CaptureFixture[st
     (key,) = parse_keyring(line, "INFRAHAUS_ENCRYPTION_KEYS")
     assert key.kid == "k2026"
     assert len(key.key) == 32
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["keys", "rotate"], ["dev", "--data-dir"]])
+def test_commands_fail_fast_naming_the_bad_setting(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INFRAHAUS_SESSION_IDLE_SECONDS", "soon")
+    assert main([*argv, str(tmp_path)] if argv[-1] == "--data-dir" else argv) == 2
+    assert "INFRAHAUS_SESSION_IDLE_SECONDS: must be an integer" in capsys.readouterr().err
