@@ -5,8 +5,9 @@ from functools import partial
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import raiseload
 
 from infrahaus_domain.buckets.schemas import (
     BucketCreate,
@@ -43,10 +44,19 @@ class PackageBucketService(SQLAlchemyAsyncRepositoryService[PackageBucket, Packa
             query = query.where(
                 or_(PackageBucket.name > name, and_(PackageBucket.name == name, PackageBucket.id > last_id))
             )
-        query = query.order_by(PackageBucket.name, PackageBucket.id).limit(limit + 1)
-        rows = list(await self.repository.session.scalars(query))
-        next_cursor = encode_name_cursor(rows[limit - 1].name, rows[limit - 1].id) if len(rows) > limit else None
-        return BucketPage(items=[to_summary(b) for b in rows[:limit]], next_cursor=next_cursor)
+        count = (
+            select(func.count())
+            .where(BucketPackage.bucket_id == PackageBucket.id)
+            .correlate(PackageBucket)
+            .scalar_subquery()
+        )
+        counted = query.add_columns(count).options(raiseload(PackageBucket.packages))
+        result = await self.repository.session.execute(
+            counted.order_by(PackageBucket.name, PackageBucket.id).limit(limit + 1)
+        )
+        rows = list(result.all())
+        next_cursor = encode_name_cursor(rows[limit - 1][0].name, rows[limit - 1][0].id) if len(rows) > limit else None
+        return BucketPage(items=[to_summary(*row) for row in rows[:limit]], next_cursor=next_cursor)
 
     async def get_owned(self, user_id: uuid.UUID, bucket_id: uuid.UUID) -> PackageBucket:
         """One of the user's buckets; another user's bucket is `NotFoundError` like a missing one."""
@@ -165,12 +175,12 @@ def _entries(data: BucketPackagesAdd) -> list[tuple[PackageManager, str, str | N
     return entries
 
 
-def to_summary(bucket: PackageBucket) -> BucketSummary:
+def to_summary(bucket: PackageBucket, package_count: int) -> BucketSummary:
     return BucketSummary(
         id=bucket.id,
         name=bucket.name,
         description=bucket.description,
-        package_count=len(bucket.packages),
+        package_count=package_count,
         created_at=bucket.created_at,
         updated_at=bucket.updated_at,
     )
