@@ -1,10 +1,11 @@
 """`/api/nodes/{node_id}/vmids`: VMIDs in use (cached per node), availability and the next free one."""
 
 import uuid
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, PathParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
@@ -12,7 +13,7 @@ from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES, provide_node_serv
 from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.nodes.service import NodeService
 from infrahaus_domain.ports import Ports
-from infrahaus_domain.vmids.schemas import VmidAvailability, VmidList, VmidNext
+from infrahaus_domain.vmids.schemas import VMID_MAX, VMID_MIN, VmidAvailability, VmidList, VmidNext
 from infrahaus_domain.vmids.service import VmidService
 
 
@@ -57,7 +58,11 @@ class VmidController(Controller):
         responses=UPSTREAM_RESPONSES,
     )
     async def check_node_vmid(
-        self, current_user: CurrentUser, vmids: VmidService, node_id: FromPath[uuid.UUID], vmid: FromPath[int]
+        self,
+        current_user: CurrentUser,
+        vmids: VmidService,
+        node_id: FromPath[uuid.UUID],
+        vmid: Annotated[int, PathParameter(ge=VMID_MIN, le=VMID_MAX, description="The VMID to check.")],
     ) -> VmidAvailability:
         return await vmids.check_owned(current_user.id, node_id, vmid)
 
