@@ -60,6 +60,7 @@ async def test_every_protected_route_answers_401_without_credentials(app: Litest
         ):
             response = await client.request(method, path, headers=headers, json={} if method != "GET" else None)
             assert_problem(response, 401, "unauthenticated")
+            assert response.headers["www-authenticate"].startswith("Bearer"), (method, path)
             assert "set-cookie" not in response.headers, (method, path)
         checked += 1
     assert checked >= 4

@@ -143,19 +143,19 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         if authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise NotAuthorizedException("Unsupported Authorization header: use `Bearer <token>`.")
+                raise _unauthorized("Unsupported Authorization header: use `Bearer <token>`.")
             current = await authenticate_token(resources, token.strip())
             if current is None:
-                raise NotAuthorizedException("Invalid, expired or revoked token.")
+                raise _unauthorized("Invalid, expired or revoked token.")
             return AuthenticationResult(user=current, auth=AuthInfo(kind="token"))
 
         session_id = connection.cookies.get(SESSION_COOKIE)
         if not session_id:
-            raise NotAuthorizedException()
+            raise _unauthorized()
         sessions = session_manager(resources)
         data = await sessions.load(session_id)
         if data is None:
-            raise NotAuthorizedException("The session has expired; log in again.")
+            raise _unauthorized("The session has expired; log in again.")
         if connection.scope.get("method", "GET") not in SAFE_METHODS:
             sent = connection.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent.encode(), data.csrf_token.encode()):
@@ -163,6 +163,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
                     f"Missing or wrong {CSRF_HEADER} header (use the csrf_token from login or /api/auth/me)."
                 )
         return AuthenticationResult(user=data.user, auth=AuthInfo(kind="session", session_id=session_id, session=data))
+
+
+def _unauthorized(detail: str | None = None) -> NotAuthorizedException:
+    return NotAuthorizedException(detail, headers={"WWW-Authenticate": 'Bearer realm="infrahaus"'})
 
 
 class _VerifiedToken(msgspec.Struct, kw_only=True):
