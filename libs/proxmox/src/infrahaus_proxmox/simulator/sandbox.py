@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Literal
 
 SKELETON = Path(__file__).with_name("rootfs")
+# The image's own symlinks (unit aliases, apt -> apt-get ...): kept in a list because wheels cannot carry links.
+SKELETON_LINKS = Path(__file__).with_name("rootfs.links")
 STATIC_BASH = Path("/bin/bash-static")
 STATIC_BUSYBOX = Path("/bin/busybox")
 # Host uid/gid that is root inside every simulated container (Proxmox uses the same range).
@@ -236,6 +238,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _make_skeleton_links(rootfs: Path) -> None:
+    for line in SKELETON_LINKS.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        rel, target = line.split()
+        link = rootfs / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target)
+
+
 def create_rootfs(node_dir: Path, vmid: int, ostemplate: str, *, hostname: str | None = None) -> Path:
     """Build the root filesystem of container ``vmid`` under ``node_dir`` and return its path.
 
@@ -249,6 +261,7 @@ def create_rootfs(node_dir: Path, vmid: int, ostemplate: str, *, hostname: str |
     mode = confinement()
     binaries = _image_binaries(node_dir)
     shutil.copytree(SKELETON, rootfs, symlinks=True)
+    _make_skeleton_links(rootfs)
     for rel, perms in _DIRS.items():
         path = rootfs / rel
         path.mkdir(parents=True, exist_ok=True)
