@@ -283,3 +283,16 @@ def test_validate_template_normalises() -> None:
     assert [(s.name, s.position) for s in result.scripts] == [("unplaced", 0), ("early", 1), ("late", 2)]
     assert result.files[0].mode == "0600"
     assert result.packages[0].version == "==3.0.0"
+
+
+@pytest.mark.parametrize(
+    ("validator", "value"),
+    [
+        (partial(v.validate_package_name, "npm"), "@" + "s" * 100 + "/" + "n" * 150),
+        (partial(v.validate_package_version, "pip"), ">=" + "1" * 64 + ",<" + "9" * 64),
+        (v.validate_os_template, "local" * 40 + ":vztmpl/" + "d" * 100),
+    ],
+)
+def test_lengths_fit_the_database_columns(validator: Callable[[str], str], value: str) -> None:
+    with pytest.raises(v.UnsafeValueError):
+        validator(value)

@@ -21,6 +21,9 @@ PACKAGE_MANAGERS: Final[tuple[str, ...]] = get_args(PackageManager)
 FILE_POLICIES: Final[tuple[str, ...]] = get_args(FilePolicy)
 
 MAX_CONTENT_BYTES: Final = 1024 * 1024
+# npm's own limit for a (scoped) name; versions and constraints are kept short.
+MAX_PACKAGE_NAME: Final = 214
+MAX_VERSION: Final = 128
 MAX_DESCRIPTION_CHARS: Final = 2000
 
 
@@ -99,8 +102,8 @@ _NAME_RULES: Final[dict[str, str]] = {
 _PIP_BARE_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.*+!_-]{0,63}")
 
 
-def _match(pattern: re.Pattern[str], value: str, what: str, rule: str) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
+def _match(pattern: re.Pattern[str], value: str, what: str, rule: str, max_len: int = 255) -> str:
+    if not isinstance(value, str) or len(value) > max_len or not pattern.fullmatch(value):
         raise UnsafeValueError(f"invalid {what}: {rule}")
     return value
 
@@ -209,7 +212,7 @@ def validate_manager(value: str) -> str:
 def validate_package_name(manager: str, value: str) -> str:
     """A package name under the naming rules of its manager (Debian policy, PEP 508, npm)."""
     validate_manager(manager)
-    return _match(_PACKAGE_NAMES[manager], value, f"{manager} package name", _NAME_RULES[manager])
+    return _match(_PACKAGE_NAMES[manager], value, f"{manager} package name", _NAME_RULES[manager], MAX_PACKAGE_NAME)
 
 
 def validate_package_version(manager: str, value: str) -> str:
@@ -217,7 +220,9 @@ def validate_package_version(manager: str, value: str) -> str:
     validate_manager(manager)
     if manager == "pip" and isinstance(value, str) and _PIP_BARE_VERSION.fullmatch(value):
         value = f"=={value}"
-    return _match(_PACKAGE_VERSIONS[manager], value, f"{manager} version", "a version without spaces or quotes")
+    return _match(
+        _PACKAGE_VERSIONS[manager], value, f"{manager} version", "a version without spaces or quotes", MAX_VERSION
+    )
 
 
 def parse_package_spec(manager: str, spec: str) -> tuple[str, str | None]:
