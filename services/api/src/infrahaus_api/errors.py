@@ -210,7 +210,8 @@ def exception_to_problem(request: Request[Any, Any, Any], exc: Exception) -> Res
     return problem_response(500, "internal_error", "An unexpected error occurred.")
 
 
-def _spec(description: str) -> ResponseSpec:
+def problem_spec(description: str) -> ResponseSpec:
+    """Document an extra problem+json response on a handler (`responses={429: problem_spec("...")}`)."""
     return ResponseSpec(
         data_container=ProblemDetail, description=description, media_type=PROBLEM_JSON, generate_examples=False
     )
@@ -218,12 +219,12 @@ def _spec(description: str) -> ResponseSpec:
 
 # Documented on every operation so generated SDKs know the error shape (the auto-documented 400 is not problem+json).
 PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
-    400: _spec("Bad request"),
-    401: _spec("Authentication required"),
-    403: _spec("Forbidden (for cookie sessions: missing or wrong X-CSRF-Token)"),
-    404: _spec("Not found (another user's resource answers the same)"),
-    409: _spec("Conflict with the current state"),
-    422: _spec("Validation failed; `errors` lists the fields"),
+    400: problem_spec("Bad request"),
+    401: problem_spec("Authentication required"),
+    403: problem_spec("Forbidden (for cookie sessions: missing or wrong X-CSRF-Token)"),
+    404: problem_spec("Not found (another user's resource answers the same)"),
+    409: problem_spec("Conflict with the current state"),
+    422: problem_spec("Validation failed; `errors` lists the fields"),
 }
 
 __all__ = [
@@ -235,4 +236,5 @@ __all__ = [
     "UnsupportedMediaType",
     "exception_to_problem",
     "problem_response",
+    "problem_spec",
 ]

@@ -15,6 +15,7 @@ from infrahaus_api.auth import (
     session_manager,
     token_cache_key,
 )
+from infrahaus_api.errors import problem_spec
 from infrahaus_api.resources import AppResources
 from infrahaus_domain.errors import FieldError, UpstreamUnavailable, ValidationFailed
 from infrahaus_domain.models.users import ApiToken, User
@@ -63,6 +64,10 @@ class AuthController(Controller):
         status_code=200,
         exclude_from_auth=True,
         security=[{}],
+        responses={
+            429: problem_spec("Too many login attempts; see Retry-After"),
+            503: problem_spec("The authentication server is unreachable"),
+        },
     )
     async def login(
         self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest], db_session: AsyncSession
