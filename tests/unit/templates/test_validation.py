@@ -296,3 +296,10 @@ def test_validate_template_normalises() -> None:
 def test_lengths_fit_the_database_columns(validator: Callable[[str], str], value: str) -> None:
     with pytest.raises(v.UnsafeValueError):
         validator(value)
+
+
+def test_tag_count_is_capped() -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        validate_template(TemplateWrite(name="t", tags=[f"t{i}" for i in range(33)]))
+    assert [e.field for e in exc.value.errors] == ["tags"]
+    assert len(validate_template(TemplateWrite(name="t", tags=[f"t{i}" for i in range(32)])).tags) == 32

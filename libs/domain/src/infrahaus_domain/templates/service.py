@@ -40,6 +40,7 @@ from infrahaus_domain.templates.schemas import (
 from infrahaus_domain.templates.validation import FieldErrors
 
 MAX_CHILDREN = 500
+MAX_TAGS = 32
 
 
 class TemplateReadOnly(ConflictError):  # noqa: N818 - reads as the condition, like the other domain errors
@@ -58,7 +59,9 @@ def validate_template(data: TemplateWrite) -> TemplateWrite:
     errors.check("name", v.validate_template_name, data.name)
     errors.check("description", v.validate_text, data.description)
     tags: list[str] = []
-    for i, tag in enumerate(data.tags):
+    if len(data.tags) > MAX_TAGS:
+        errors.add("tags", f"at most {MAX_TAGS} tags")
+    for i, tag in enumerate(data.tags[:MAX_TAGS]):
         normalised = errors.check(f"tags.{i}", v.validate_tag, tag).lower()
         if normalised not in tags:
             tags.append(normalised)
