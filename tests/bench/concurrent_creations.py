@@ -1,0 +1,181 @@
+"""Benchmark: 20 concurrent container creations on the simulator (SPEC §11: makespan ≤ 1.5 × one creation).
+
+Everything on loopback in this process: a fresh PostgreSQL database and Redis key prefix, the Proxmox simulator
+(with Proxmox-like task durations), the API app (in-process ASGI) sending to a StubBroker, and the in-process
+worker (dramatiq worker threads, one shared event loop for the async actors, as in a worker process). Creates
+one container from the `web-hello` example template and times it, then `--count` at once and times the
+makespan (first request to last terminal operation). Prints both and the ratio.
+
+Not a test: `uv run python -m tests.bench.concurrent_creations [--count 20] [--task-duration 2.0]`.
+Needs PostgreSQL and Redis on 127.0.0.1 (the test suite's).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+
+from infrahaus_api.app import create_app
+from infrahaus_domain import migrations
+from infrahaus_domain.crypto import generate_key
+from infrahaus_domain.db import create_engine
+from infrahaus_domain.settings import Settings
+from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_worker.broker import build_stub_broker
+from infrahaus_worker.inprocess import start_inprocess_worker
+from infrahaus_worker.pipeline.plan import Limits
+from tests.fixtures.api import create_user_with_token
+from tests.fixtures.nodes import node_body
+
+PG_ADMIN_DSN = os.environ.get("INFRAHAUS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("INFRAHAUS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TARGET_RATIO = 1.5
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[str]:
+    name = f"infrahaus_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def _redis_prefix() -> Iterator[str]:
+    prefix = f"infrahaus-bench-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    async with app.lifespan():
+        yield
+
+
+async def _wait_all(http: httpx.AsyncClient, op_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    done: dict[str, dict[str, Any]] = {}
+    while len(done) < len(op_ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(op_ids) - len(done)} creations still unfinished after {timeout:g}s")
+        for op_id in op_ids:
+            if op_id in done:
+                continue
+            op = (await http.get(f"/api/operations/{op_id}")).json()
+            if op["status"] in ("succeeded", "failed", "cancelled"):
+                done[op_id] = op
+        await asyncio.sleep(0.5)
+    return done
+
+
+async def _create(http: httpx.AsyncClient, template_id: str, vmid: int) -> str:
+    response = await http.post(
+        "/api/containers", json={"hostname": f"bench-{vmid}", "template_id": template_id, "vmid": vmid}
+    )
+    response.raise_for_status()
+    op_id: str = response.json()["operation"]["id"]
+    return op_id
+
+
+async def run(count: int, task_duration: float) -> float:
+    with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(database_url)
+        await migrations.upgrade(engine)
+        await engine.dispose()
+        simulator_config = SimulatorConfig(
+            data_dir=Path(tmp) / "pvesim", nodes=[SimNodeConfig(name="pve")], task_duration=task_duration
+        )
+        simulator = Simulator(simulator_config)
+        await simulator.start()
+        node = simulator.nodes[0]
+        settings = Settings(
+            database_url=database_url,
+            redis_url=REDIS_URL,
+            redis_prefix=prefix,
+            encryption_keys=(generate_key("bench"),),
+            templates_dir=TEMPLATES_DIR,
+            cookie_secure=False,
+            worker_concurrency=count,
+            log_level="WARNING",
+            log_format="text",
+        )
+        broker = build_stub_broker()
+        app = create_app(settings, broker=broker)
+        worker = start_inprocess_worker(settings, broker, limits=Limits(), threads=count, reconcile=False)
+        try:
+            async with _lifespan(app):
+                _, token = await create_user_with_token(settings, "bench@pve")
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(
+                    transport=transport,
+                    base_url="http://bench",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=60,
+                ) as http:
+                    (await http.post("/api/nodes", json=node_body(node, simulator_config))).raise_for_status()
+                    (await http.post("/api/templates/discover")).raise_for_status()
+                    items = (await http.get("/api/templates", params={"q": "web-hello"})).json()["items"]
+                    template_id = next(t["id"] for t in items if t["name"] == "web-hello")
+
+                    started = time.monotonic()
+                    single = await _wait_all(http, [await _create(http, template_id, 200)], timeout=600)
+                    one = time.monotonic() - started
+
+                    started = time.monotonic()
+                    op_ids = await asyncio.gather(*(_create(http, template_id, 300 + i) for i in range(count)))
+                    results = await _wait_all(http, list(op_ids), timeout=600)
+                    makespan = time.monotonic() - started
+        finally:
+            worker.stop(timeout=30)
+            await simulator.stop()
+    failed = [op for op in [*single.values(), *results.values()] if op["status"] != "succeeded"]
+    ratio = makespan / one
+    print(f"one creation:              {one:6.2f} s")  # noqa: T201
+    print(f"{count} concurrent creations: {makespan:6.2f} s (makespan)")  # noqa: T201
+    print(f"ratio:                     {ratio:6.2f} x   (target <= {TARGET_RATIO})")  # noqa: T201
+    if failed:
+        print(f"FAILED operations: {[(op['id'], op['error']) for op in failed]}")  # noqa: T201
+    return ratio
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=20)
+    # Real create tasks unpack a template for many seconds; 2 s keeps the run short but the shape realistic.
+    parser.add_argument("--task-duration", type=float, default=2.0, help="seconds per simulated Proxmox task")
+    args = parser.parse_args(argv)
+    # Request logs of 20 pollers would cost the CPU the creations compete for.
+    logging.disable(logging.INFO)
+    ratio = asyncio.run(run(args.count, args.task_duration))
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
