@@ -1,4 +1,4 @@
-"""Benchmark: 20 concurrent container creations on the simulator (SPEC §11: makespan ≤ 1.5 × one creation).
+"""Benchmark: 20 concurrent container creations on the simulator (SPEC §11: makespan <= 1.5 x one creation).
 
 Everything on loopback in this process: a fresh PostgreSQL database and Redis key prefix, the Proxmox simulator
 (with Proxmox-like task durations), the API app (in-process ASGI) sending to a StubBroker, and the in-process
@@ -132,7 +132,7 @@ async def run(count: int, task_duration: float) -> float:
         try:
             async with _lifespan(app):
                 _, token = await create_user_with_token(settings, "bench@pve")
-                transport = httpx.ASGITransport(app=app)
+                transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
                 async with httpx.AsyncClient(
                     transport=transport,
                     base_url="http://bench",
