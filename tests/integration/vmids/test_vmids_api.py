@@ -1,5 +1,6 @@
 """`/api/nodes/{id}/vmids` against PostgreSQL, Redis and the simulator: cache, reasons, next, refresh, range."""
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,12 @@ async def test_upstream_failure_on_cold_cache_is_502(
     sim_node.faults.unreachable = True
     response = await user_client.http.get(f"/api/nodes/{registered_node['id']}/vmids/150")
     assert_problem(response, 502, "node_unreachable")
+
+
+async def test_burst_on_a_cold_cache_asks_proxmox_once(
+    user_client: UserClient, registered_node: dict[str, Any], sim_node: RunningNode
+) -> None:
+    base = f"/api/nodes/{registered_node['id']}/vmids"
+    responses = await asyncio.gather(*(user_client.http.get(f"{base}/{100 + i}") for i in range(12)))
+    assert [r.json()["available"] for r in responses] == [False] * GUESTS + [True] * (12 - GUESTS)
+    assert _resource_fetches(sim_node) == 1

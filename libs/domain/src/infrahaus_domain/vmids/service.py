@@ -20,7 +20,7 @@ from infrahaus_domain.errors import FieldError, NotFoundError, ValidationFailed
 from infrahaus_domain.models.nodes import Node, VmidReservation
 from infrahaus_domain.nodes.connection import NodeEndpoint, node_errors, proxmox_client
 from infrahaus_domain.nodes.errors import NodeRequestError
-from infrahaus_domain.ports import Cache
+from infrahaus_domain.ports import Cache, Lock
 from infrahaus_domain.vmids.errors import VmidTakenError
 from infrahaus_domain.vmids.schemas import VMID_MAX, VMID_MIN, VmidAvailability, VmidList, VmidNext
 
@@ -42,7 +42,10 @@ class VmidReservationRepository(SQLAlchemyAsyncRepository[VmidReservation]):
 
 
 class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservationRepository]):
-    """VMID cache and reservations of nodes the caller already resolved (ownership is checked before)."""
+    """VMID cache and reservations of nodes the caller already resolved (ownership is checked before).
+
+    With a `lock`, concurrent cache misses for one node wait for a single refresh instead of each asking Proxmox.
+    """
 
     repository_type = VmidReservationRepository
 
@@ -52,6 +55,7 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
         *,
         cache: Cache,
         box: SecretBox,
+        lock: Lock | None = None,
         ttl: float = DEFAULT_TTL,
         api_timeout: float = 10.0,
         **kwargs: Any,
@@ -59,6 +63,7 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
         super().__init__(session, **kwargs)
         self.cache = cache
         self.box = box
+        self.lock = lock
         self.ttl = ttl
         self.api_timeout = api_timeout
 
@@ -189,7 +194,15 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
         cached = await self._cached(node.id)
         if cached is not None:
             return cached[0]
-        return set((await self.refresh(node)).taken)
+        if self.lock is None:
+            return set((await self.refresh(node)).taken)
+        # One refresh per node at a time: a burst of checks on a cold cache asks Proxmox once.
+        wait = self.api_timeout * 3
+        async with self.lock.hold(f"vmids-refresh:{node.id}", ttl=wait, wait=wait):
+            cached = await self._cached(node.id)
+            if cached is not None:
+                return cached[0]
+            return set((await self.refresh(node)).taken)
 
 
 def _cache_key(node_id: uuid.UUID) -> str:

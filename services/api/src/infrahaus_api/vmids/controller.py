@@ -18,7 +18,7 @@ from infrahaus_domain.vmids.service import VmidService
 
 
 def provide_vmid_service(db_session: AsyncSession, secret_box: SecretBox, ports: Ports) -> VmidService:
-    return VmidService(db_session, cache=ports.cache, box=secret_box)
+    return VmidService(db_session, cache=ports.cache, box=secret_box, lock=ports.lock)
 
 
 class VmidController(Controller):
