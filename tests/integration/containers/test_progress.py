@@ -18,14 +18,28 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from litestar import Litestar
+from litestar.response import ServerSentEventMessage
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from infrahaus_api.sse import ProgressStream
 from infrahaus_domain.events.logbuffer import LogBuffer
 from infrahaus_domain.events.service import EventService
 from infrahaus_domain.operations.service import OperationService
+from infrahaus_domain.ports import Ports
 from infrahaus_domain.settings import Settings
 from tests.fixtures.api import UserClient
 from tests.integration.containers.conftest import create_container
+
+# An event another producer published late (the fields of EventRead; `seq` and `container_id` filled in per test).
+LATE_EVENT: dict[str, Any] = {
+    "id": 0,
+    "operation_id": None,
+    "type": "cancelled",
+    "message": "late",
+    "metadata": {},
+    "created_at": "2026-01-01T00:00:00Z",
+}
 
 
 @pytest.fixture
@@ -270,18 +284,51 @@ async def test_live_items_published_out_of_order_by_two_producers_arrive_in_orde
     # The API allocates an id for an event, the worker appends a line meanwhile and publishes first.
     early = await logbuffer.next_seq(container_id)
     line = await logbuffer.append(container_id, operation_id, step="scripts", line="worker was faster")
-    event = {
-        "id": 0,
-        "seq": early,
-        "container_id": str(container_id),
-        "operation_id": None,
-        "type": "cancelled",
-        "message": "late",
-        "metadata": {},
-        "created_at": "2026-01-01T00:00:00Z",
-    }
-    await logbuffer.append_event(container_id, early, event)
+    await logbuffer.append_event(container_id, early, {**LATE_EVENT, "seq": early, "container_id": str(container_id)})
     await succeed(db, logbuffer, operation_id)
     await reader
     assert stream.ids == [1, early, line.id, line.id + 1]
     assert [e for _, e, _ in stream.events] == ["step", "cancelled", "log", "created", "done"]
+
+
+async def test_replay_waits_for_an_id_still_being_published(
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    db: async_sessionmaker[AsyncSession],
+    logbuffer: LogBuffer,
+    ports: Ports,
+    settings: Settings,
+) -> None:
+    created = await create_container(user_client, vmid=750)
+    container_id, operation_id = UUID(created["container"]["id"]), UUID(created["operation"]["id"])
+    await claim(db, logbuffer, operation_id)
+    # Another producer holds id `early` but has not published it; the next line is already in the buffer.
+    early = await logbuffer.next_seq(container_id)
+    line = await logbuffer.append(container_id, operation_id, step="scripts", line="ahead")
+    stream = ProgressStream(
+        container_id, last_event_id=0, sessionmaker=db, logbuffer=logbuffer, bus=ports.events, heartbeat=30, gap_wait=5
+    )
+    received: list[ServerSentEventMessage] = []
+
+    async def consume() -> None:
+        async for message in stream:
+            received.append(message)
+            if message.event == "done":
+                return
+
+    consumer = asyncio.create_task(consume())
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url)
+    channel = f"{settings.redis_prefix}events:container:{container_id}"
+    try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while not (await redis.pubsub_numsub(channel))[0][1]:
+            assert asyncio.get_running_loop().time() < deadline, "the stream never subscribed"
+            await asyncio.sleep(0.01)
+    finally:
+        await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+    await logbuffer.append_event(container_id, early, {**LATE_EVENT, "seq": early, "container_id": str(container_id)})
+    await succeed(db, logbuffer, operation_id)
+    await asyncio.wait_for(consumer, 10)
+    assert [m.id for m in received] == [early, line.id, line.id + 1, None]
+    assert [m.event for m in received] == ["cancelled", "log", "created", "done"]

@@ -10,6 +10,7 @@ interval; a `done` event (no id) ends the stream once the latest operation is te
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +46,15 @@ def _event_message(item: EventRead | LogLine) -> ServerSentEventMessage:
     return ServerSentEventMessage(id=item.seq, event=item.type, data=msgspec.json.encode(item).decode())
 
 
+def _item_id(item: EventRead | LogLine) -> int:
+    return item.id if isinstance(item, LogLine) else item.seq
+
+
+def _is_recent(item: EventRead | LogLine, within: float) -> bool:
+    at = item.at if isinstance(item, LogLine) else item.created_at
+    return (datetime.now(UTC) - at).total_seconds() < within
+
+
 def _done(op: Operation | None) -> ServerSentEventMessage:
     data = {"operation_id": str(op.id) if op else None, "status": op.status if op else None}
     return ServerSentEventMessage(event="done", data=msgspec.json.encode(data).decode())
@@ -62,6 +72,7 @@ class ProgressStream:
         logbuffer: LogBuffer,
         bus: EventBus,
         heartbeat: float,
+        gap_wait: float = GAP_WAIT_SECONDS,
     ) -> None:
         self.container_id = container_id
         self.last = last_event_id
@@ -69,6 +80,7 @@ class ProgressStream:
         self.logbuffer = logbuffer
         self.bus = bus
         self.heartbeat = heartbeat
+        self.gap_wait = gap_wait
 
     async def __aiter__(self) -> AsyncIterator[ServerSentEventMessage]:
         async with self.bus.subscribe(progress_channel(self.container_id)) as messages:
@@ -93,16 +105,23 @@ class ProgressStream:
 
     async def _run(self, queue: "asyncio.Queue[Any]") -> AsyncIterator[ServerSentEventMessage]:
         op = await self._latest_operation()
-        for item in await self._stored_since(self.last):
-            yield self._advance(item)
-        if op is None or op.status in TERMINAL_STATUSES:
-            yield _done(op)
-            return
-        tracked = op.id
+        stored = await self._stored_since(self.last)
+        active = op is not None and op.status not in TERMINAL_STATUSES
         loop = asyncio.get_running_loop()
         # Items that arrived ahead of a missing id (two producers raced); held briefly so the stream stays in order.
         pending: dict[int, EventRead | LogLine] = {}
         gap_deadline: float | None = None
+        for index, item in enumerate(stored):
+            if active and _item_id(item) != self.last + 1 and _is_recent(item, self.gap_wait):
+                # A fresh item behind a hole: the hole is an id still being published, not a trimmed old line.
+                pending = {_item_id(i): i for i in stored[index:]}
+                gap_deadline = loop.time() + self.gap_wait
+                break
+            yield self._advance(item)
+        if op is None or not active:
+            yield _done(op)
+            return
+        tracked = op.id
         while True:
             timeout = self.heartbeat if gap_deadline is None else max(0.0, gap_deadline - loop.time())
             try:
@@ -146,10 +165,10 @@ class ProgressStream:
             if not pending:
                 gap_deadline = None
             elif gap_deadline is None:
-                gap_deadline = loop.time() + GAP_WAIT_SECONDS
+                gap_deadline = loop.time() + self.gap_wait
 
     def _advance(self, item: EventRead | LogLine) -> ServerSentEventMessage:
-        self.last = item.id if isinstance(item, LogLine) else item.seq
+        self.last = _item_id(item)
         return _event_message(item)
 
     async def _latest_operation(self) -> Operation | None:
