@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
+from urllib.parse import quote
 from uuid import UUID
 
 import msgspec
@@ -24,6 +25,7 @@ from infrahaus_domain.ports import Cache
 from infrahaus_proxmox import ProxmoxClient, TokenAuth
 from infrahaus_proxmox.errors import ProxmoxError, ProxmoxNotFound
 from infrahaus_proxmox.models import LxcConfig, LxcSummary
+from infrahaus_proxmox.parsing import decode_list
 
 logger = logging.getLogger("infrahaus.containers.inventory")
 
@@ -32,11 +34,11 @@ T = TypeVar("T")
 _LIVE_STATUSES = frozenset({"running", "stopped", "paused"})
 
 
-class LiveGuest(msgspec.Struct, kw_only=True, array_like=True):
+class LiveGuest(msgspec.Struct, kw_only=True):
     """What the list needs of one guest (`cpu` is a fraction of its cores, sizes in bytes)."""
 
     vmid: int
-    status: str
+    status: str = "unknown"
     cpu: float = 0.0
     mem: int = 0
     maxmem: int = 0
@@ -95,8 +97,8 @@ class LiveInventory:
             if cached is not None:
                 return msgspec.msgpack.decode(cached, type=NodeSnapshot)
         try:
-            summaries = await self.call(node, lambda client: client.lxc.list(node.pve_node))
-            snap = NodeSnapshot(guests={s.vmid: _live(s) for s in summaries})
+            guests = await self.call(node, lambda client: _lxc_list(client, node.pve_node))
+            snap = NodeSnapshot(guests={g.vmid: g for g in guests})
         except NodeReadError as exc:
             snap = NodeSnapshot(error=exc.error)
         if self.cache is not None and self.cache_ttl > 0:
@@ -157,6 +159,16 @@ class LiveInventory:
 def _version(node: Node) -> str:
     # Any change of the node (host, token, pin ...) bumps `updated_at`: new client, new cache key.
     return str(node.updated_at.timestamp()) if node.updated_at else "0"
+
+
+async def _lxc_list(client: ProxmoxClient, pve_node: str) -> list[LiveGuest]:
+    """`GET /nodes/{node}/lxc` decoded straight into `LiveGuest`s by msgspec (C speed: a list of hundreds of guests
+    stays well under a millisecond); only an answer with odd values takes the client's lenient, slower decoding."""
+    data = await client.request("GET", f"/nodes/{quote(pve_node, safe='')}/lxc")
+    try:
+        return msgspec.convert(data, list[LiveGuest], strict=False)
+    except msgspec.ValidationError:
+        return [_live(s) for s in decode_list(data, LxcSummary, "container list")]
 
 
 def _live(summary: LxcSummary) -> LiveGuest:

@@ -23,6 +23,7 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from infrahaus_domain.containers.errors import InvalidStateError
 from infrahaus_domain.containers.inventory import LiveInventory, NodeReadError, NodeSnapshot
@@ -119,38 +120,63 @@ class ContainerReadService:
         """One page of the caller's containers merged with live state (see the module docstring for ordering)."""
         position = _decode_cursor(cursor) if cursor is not None else None
         nodes = await self._nodes(user_id, filters.node_id)
-        await self._end_read()
-        snapshots = await self.inventory.snapshots(nodes)
         stmt = self._select(user_id, filters)
-        picked: list[_Row] = []
-        batch = limit + 1 if filters.status is None else max(limit + 1, _SCAN_BATCH)
-        # Without a status filter one query decides the page; with one, rows are scanned in order until `limit`
-        # matches (plus one to know whether another page exists) or the end.
-        while len(picked) <= limit:
-            query = stmt
-            if position is not None:
-                query = query.where(tuple_(Container.created_at, Container.id) < position)
-            rows: list[_Row] = [
-                (c, node_name, template_name)
-                for c, node_name, template_name in await self.session.execute(query.limit(batch))
-            ]
-            for row in rows:
-                if filters.status is None or _status(snapshots, row[0]) == filters.status:
-                    picked.append(row)
-                    if len(picked) > limit:
-                        break
-            if len(rows) < batch:
-                break
-            position = (rows[-1][0].created_at, rows[-1][0].id)
+        # The nodes are asked while the database is read; the read transaction ends before waiting for them.
+        fetch = asyncio.create_task(self.inventory.snapshots(nodes))
+        try:
+            if filters.status is None:
+                picked = await self._rows(stmt, position, limit + 1)
+                active = await self._active([row[0].id for row in picked[:limit]])
+                await self._end_read()
+                snapshots = await fetch
+            else:
+                await self._end_read()
+                snapshots = await fetch
+                picked = await self._scan(stmt, position, limit, filters.status, snapshots)
+                active = await self._active([row[0].id for row in picked[:limit]])
+        finally:
+            fetch.cancel()
         more = len(picked) > limit
         picked = picked[:limit]
-        items = await self._items(picked, snapshots)
         last = picked[-1][0] if picked else None
         return ContainerPage(
-            items=items,
+            items=_items(picked, snapshots, active),
             next_cursor=_encode_cursor(last.created_at, last.id) if more and last is not None else None,
             unreachable_nodes=_unreachable(nodes, snapshots),
         )
+
+    async def _rows(
+        self, stmt: Select[Container, str, str], position: tuple[datetime, UUID] | None, count: int
+    ) -> list[_Row]:
+        if position is not None:
+            stmt = stmt.where(tuple_(Container.created_at, Container.id) < position)
+        return [
+            (c, node_name, template_name)
+            for c, node_name, template_name in await self.session.execute(stmt.limit(count))
+        ]
+
+    async def _scan(
+        self,
+        stmt: Select[Container, str, str],
+        position: tuple[datetime, UUID] | None,
+        limit: int,
+        status: str,
+        snapshots: dict[UUID, NodeSnapshot],
+    ) -> list[_Row]:
+        """Rows in list order whose live status matches, until `limit` + 1 matches (to know whether another page
+        exists) or the end."""
+        picked: list[_Row] = []
+        batch = max(limit + 1, _SCAN_BATCH)
+        while True:
+            rows = await self._rows(stmt, position, batch)
+            for row in rows:
+                if _status(snapshots, row[0]) == status:
+                    picked.append(row)
+                    if len(picked) > limit:
+                        return picked
+            if len(rows) < batch:
+                return picked
+            position = (rows[-1][0].created_at, rows[-1][0].id)
 
     async def summary(self, user_id: UUID) -> ContainerSummary:
         """Counts over every container of the caller: by lifecycle, by live status, per node."""
@@ -196,11 +222,12 @@ class ContainerReadService:
         node = await self.session.get(Node, container.node_id)
         if node is None:
             raise NotFoundError("Container not found.")
+        active = await self._active([container.id])
         await self._end_read()
         snap, config_result = await asyncio.gather(
             self.inventory.snapshot(node), _config(self.inventory, node, container.vmid)
         )
-        [item] = await self._items([row], {node.id: snap})
+        [item] = _items([row], {node.id: snap}, active)
         config: ContainerConfig | None = None
         config_error: ConfigUnavailable | None = None
         if isinstance(config_result, NodeReadError):
@@ -349,7 +376,12 @@ class ContainerReadService:
         )
 
     def _select(self, user_id: UUID, filters: ContainerFilters) -> Select[Container, str, str]:
-        stmt = self._base().where(Container.user_id == user_id)
+        # The creation request (scripts and files included) can be large and the list never shows it.
+        stmt = (
+            self._base()
+            .where(Container.user_id == user_id)
+            .options(defer(Container.request), defer(Container.last_error))
+        )
         if filters.node_id is not None:
             stmt = stmt.where(Container.node_id == filters.node_id)
         if filters.lifecycle is not None:
@@ -375,53 +407,58 @@ class ContainerReadService:
             raise NotFoundError("Container not found.")
         return row[0], row[1], row[2]
 
-    async def _items(self, rows: Sequence[_Row], snapshots: dict[UUID, NodeSnapshot]) -> list[ContainerRead]:
-        ids = [row[0].id for row in rows]
-        active: dict[UUID, Operation] = {}
-        if ids:
-            ops = await self.session.scalars(
-                select(Operation).where(Operation.container_id.in_(ids), Operation.status.in_(ACTIVE_STATUSES))
+    async def _active(self, ids: Sequence[UUID]) -> dict[UUID, Operation]:
+        """The queued or running operation of each container that has one."""
+        if not ids:
+            return {}
+        ops = await self.session.scalars(
+            select(Operation).where(Operation.container_id.in_(ids), Operation.status.in_(ACTIVE_STATUSES))
+        )
+        return {op.container_id: op for op in ops if op.container_id is not None}
+
+
+def _items(
+    rows: Sequence[_Row], snapshots: dict[UUID, NodeSnapshot], active: dict[UUID, Operation]
+) -> list[ContainerRead]:
+    items: list[ContainerRead] = []
+    for container, node_name, template_name in rows:
+        snap = snapshots.get(container.node_id)
+        status = _status(snapshots, container)
+        guest = snap.guests.get(container.vmid) if snap is not None else None
+        op = active.get(container.id)
+        items.append(
+            ContainerRead(
+                id=container.id,
+                node=NamedRef(id=container.node_id, name=node_name),
+                vmid=container.vmid,
+                hostname=container.hostname,
+                template=(
+                    NamedRef(id=container.template_id, name=template_name)
+                    if container.template_id is not None and template_name is not None
+                    else None
+                ),
+                lifecycle=container.lifecycle,  # type: ignore[arg-type]
+                status=status,
+                ip_address=container.ip_address,
+                resources=(
+                    ContainerUsage(
+                        cpu_percent=round(guest.cpu * 100, 2),
+                        memory_used=guest.mem,
+                        memory_max=guest.maxmem,
+                        disk_used=guest.disk,
+                        disk_max=guest.maxdisk,
+                        uptime_s=guest.uptime,
+                    )
+                    if guest is not None and status == "running"
+                    else None
+                ),
+                allowed_actions=allowed_actions(container.lifecycle, status, op),
+                active_operation=to_operation_read(op) if op is not None else None,
+                created_at=container.created_at,
+                updated_at=container.updated_at,
             )
-            active = {op.container_id: op for op in ops if op.container_id is not None}
-        items: list[ContainerRead] = []
-        for container, node_name, template_name in rows:
-            snap = snapshots.get(container.node_id)
-            status = _status(snapshots, container)
-            guest = snap.guests.get(container.vmid) if snap is not None else None
-            op = active.get(container.id)
-            items.append(
-                ContainerRead(
-                    id=container.id,
-                    node=NamedRef(id=container.node_id, name=node_name),
-                    vmid=container.vmid,
-                    hostname=container.hostname,
-                    template=(
-                        NamedRef(id=container.template_id, name=template_name)
-                        if container.template_id is not None and template_name is not None
-                        else None
-                    ),
-                    lifecycle=container.lifecycle,  # type: ignore[arg-type]
-                    status=status,
-                    ip_address=container.ip_address,
-                    resources=(
-                        ContainerUsage(
-                            cpu_percent=round(guest.cpu * 100, 2),
-                            memory_used=guest.mem,
-                            memory_max=guest.maxmem,
-                            disk_used=guest.disk,
-                            disk_max=guest.maxdisk,
-                            uptime_s=guest.uptime,
-                        )
-                        if guest is not None and status == "running"
-                        else None
-                    ),
-                    allowed_actions=allowed_actions(container.lifecycle, status, op),
-                    active_operation=to_operation_read(op) if op is not None else None,
-                    created_at=container.created_at,
-                    updated_at=container.updated_at,
-                )
-            )
-        return items
+        )
+    return items
 
 
 def allowed_actions(lifecycle: str, status: str, active: Operation | None) -> list[ContainerAction]:

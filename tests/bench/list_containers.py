@@ -1,0 +1,331 @@
+"""Benchmark: `GET /api/containers` over 5 nodes x 100 containers with 50 ms node latency (SPEC §11: p50 ≤ 1.3 x the
+slowest node's latency), and authenticated `GET /api/nodes` throughput against a bare Litestar endpoint (≥ 0.5).
+
+Everything runs on loopback: a fresh PostgreSQL database, a Redis key prefix, the Proxmox simulator (5 nodes, in
+this process) and the API under uvicorn (`infrahaus api`, a child process). The API's inventory cache is DISABLED
+(`INFRAHAUS_INVENTORY_CACHE_MS=0`), so every sampled list call asks all 5 nodes; the pooled node connections stay
+warm, as they would in production. Samples are taken one at a time (closed loop, one client).
+
+Throughput: a bare Litestar app (one `@get` returning a small JSON object) is served by uvicorn with the settings
+`infrahaus api` uses (1 worker, no access log, proxy headers, no server header); both servers are driven by the same
+aiohttp client with `--concurrency` keep-alive connections for `--duration` seconds. The client shares the
+machine's cores with the server, so both figures are lower bounds; the ratio is what counts.
+
+Prints a markdown table and writes the figures to `bench-results/list_containers.json`. Not a test: run it with
+`uv run python -m tests.bench.list_containers`. Needs PostgreSQL and Redis on 127.0.0.1 (the test suite's).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import httpx
+import uvicorn
+from litestar import Litestar, get
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from infrahaus_domain import migrations
+from infrahaus_domain.crypto import format_key, generate_key
+from infrahaus_domain.db import create_engine
+from infrahaus_domain.models.containers import Container
+from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
+from infrahaus_proxmox.simulator.state import SimGuest
+from tests.bench.vmid_check import REDIS_URL, _api_server, _database, _free_port, _percentile, _redis_prefix
+
+NODES = 5
+PER_NODE = 100
+LATENCY = 0.050
+TARGET_LIST_RATIO = 1.3
+TARGET_THROUGHPUT_RATIO = 0.5
+RESULTS = Path("bench-results") / "list_containers.json"
+
+
+@get("/bare", sync_to_thread=False)
+def bare() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def bare_app() -> Litestar:
+    """The reference: a trivial Litestar endpoint."""
+    return Litestar(route_handlers=[bare], debug=False)
+
+
+def serve_bare(port: int) -> None:
+    """uvicorn with the settings of `infrahaus api` (see infrahaus/commands/api.py), one worker."""
+    uvicorn.run(
+        "tests.bench.list_containers:bare_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        server_header=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _bare_server(port: int) -> AsyncIterator[str]:
+    process = subprocess.Popen([sys.executable, "-m", "tests.bench.list_containers", "--serve-bare", str(port)])
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the bare server exited with {process.returncode}")
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/bare")).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the bare server did not answer within 60 s")
+                await asyncio.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _populate(node: RunningNode, first_vmid: int) -> list[int]:
+    vmids = list(range(first_vmid, first_vmid + PER_NODE))
+    for vmid in vmids:
+        running = vmid % 2 == 0
+        guest = SimGuest(
+            vmid=vmid,
+            type="lxc",
+            config={
+                "hostname": f"ct{vmid}",
+                "ostype": "debian",
+                "cores": "1",
+                "memory": "512",
+                "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G",
+            },
+            status="running" if running else "stopped",
+        )
+        if running:
+            guest.started_at = time.time() - 60
+        node.state.guests[vmid] = guest
+    return vmids
+
+
+async def _register(client: httpx.AsyncClient, sim: Simulator) -> dict[str, str]:
+    login = await client.post("/api/auth/login", json={"username": DEMO_USER, "password": DEMO_PASSWORD})
+    login.raise_for_status()
+    client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+    ids: dict[str, str] = {}
+    for node in sim.nodes:
+        created = await client.post(
+            "/api/nodes",
+            json={
+                "name": node.name,
+                "host": "127.0.0.1",
+                "port": node.api_port,
+                "token_id": DEMO_TOKEN_ID,
+                "token_secret": DEMO_TOKEN_SECRET,
+                "tls_fingerprint": node.fingerprint,
+                "ssh_port": node.ssh_port,
+                "ssh_password": DEMO_PASSWORD,
+            },
+        )
+        created.raise_for_status()
+        ids[node.name] = created.json()["id"]
+    return ids
+
+
+async def _insert_containers(database_url: str, user_id: str, placements: list[tuple[str, int]]) -> None:
+    engine = create_engine(database_url)
+    try:
+        base = datetime.now(UTC) - timedelta(hours=1)
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            for index, (node_id, vmid) in enumerate(placements):
+                container = Container(
+                    user_id=uuid.UUID(user_id),
+                    node_id=uuid.UUID(node_id),
+                    vmid=vmid,
+                    hostname=f"ct{vmid}",
+                    lifecycle="ready",
+                    ip_address=f"10.0.{vmid // 250}.{vmid % 250}",
+                    request={},
+                )
+                container.created_at = base + timedelta(milliseconds=index)
+                session.add(container)
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def _sample_list(client: httpx.AsyncClient, samples: int) -> list[float]:
+    latencies: list[float] = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        response = await client.get("/api/containers", params={"limit": 500})
+        latencies.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+        body = response.json()
+        if len(body["items"]) != NODES * PER_NODE or body["unreachable_nodes"]:
+            raise RuntimeError(f"incomplete list: {len(body['items'])} items, {body['unreachable_nodes']}")
+        if any(item["status"] == "unknown" for item in body["items"]):
+            raise RuntimeError("a container shows unknown status")
+    return latencies
+
+
+async def _throughput(url: str, headers: dict[str, str], concurrency: int, duration: float) -> tuple[float, int]:
+    """Closed loop: `concurrency` workers on keep-alive connections; (requests per second, errors)."""
+    done = errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker(until: float) -> None:
+            nonlocal done, errors
+            while time.perf_counter() < until:
+                async with session.get(url) as response:
+                    await response.read()
+                    if response.status == 200:
+                        done += 1
+                    else:
+                        errors += 1
+
+        # Warm-up (connections, first-request costs), then the measured window.
+        await asyncio.gather(*(worker(time.perf_counter() + 1.0) for _ in range(concurrency)))
+        done = errors = 0
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + duration) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return done / elapsed, errors
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+async def run(samples: int, concurrency: int, duration: float) -> int:
+    with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(database_url)
+        await migrations.upgrade(engine)
+        await engine.dispose()
+        config = SimulatorConfig(
+            data_dir=Path(tmp) / "pvesim", nodes=[SimNodeConfig(name=f"pve{i + 1}") for i in range(NODES)]
+        )
+        async with Simulator(config) as sim:
+            auth_node = sim.nodes[0]
+            env = {
+                "INFRAHAUS_DATABASE_URL": database_url,
+                "INFRAHAUS_REDIS_URL": REDIS_URL,
+                "INFRAHAUS_REDIS_PREFIX": prefix,
+                "INFRAHAUS_ENCRYPTION_KEYS": format_key(generate_key("bench")),
+                "INFRAHAUS_AUTH_PVE_URL": auth_node.api_url,
+                "INFRAHAUS_AUTH_PVE_FINGERPRINT": auth_node.fingerprint,
+                "INFRAHAUS_COOKIE_SECURE": "false",
+                "INFRAHAUS_LOG_LEVEL": "WARNING",
+                # Every sampled list call fans out to all nodes.
+                "INFRAHAUS_INVENTORY_CACHE_MS": "0",
+            }
+            async with (
+                _api_server(env, _free_port(), 1) as base_url,
+                httpx.AsyncClient(base_url=base_url, timeout=30.0) as client,
+            ):
+                ids = await _register(client, sim)
+                user_id = (await client.get("/api/auth/me")).json()["user"]["id"]
+                placements: list[tuple[str, int]] = []
+                for index, node in enumerate(sim.nodes):
+                    placements += [(ids[node.name], vmid) for vmid in _populate(node, 1000 * (index + 1))]
+                await _insert_containers(database_url, user_id, placements)
+                for node in sim.nodes:
+                    node.faults.latency = LATENCY
+                await _sample_list(client, 5)  # warm-up: pooled node connections, first-request costs
+                latencies = await _sample_list(client, samples)
+                slowest = max(node.faults.latency for node in sim.nodes) * 1000
+
+                cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+                nodes_rps, nodes_errors = await _throughput(
+                    f"{base_url}/api/nodes", {"Cookie": cookies}, concurrency, duration
+                )
+            async with _bare_server(_free_port()) as bare_url:
+                bare_rps, bare_errors = await _throughput(f"{bare_url}/bare", {}, concurrency, duration)
+
+    p50, p99 = statistics.median(latencies), _percentile(latencies, 0.99)
+    ratio = p50 / slowest
+    throughput_ratio = nodes_rps / bare_rps if bare_rps else 0.0
+    list_ok = ratio <= TARGET_LIST_RATIO
+    throughput_ok = throughput_ratio >= TARGET_THROUGHPUT_RATIO and nodes_errors == 0 and bare_errors == 0
+    _out(f"GET /api/containers?limit=500: {NODES} nodes x {PER_NODE} containers, each node answering after ")
+    _out(f"{LATENCY * 1000:g} ms; inventory cache disabled; {samples} sequential samples.")
+    _out(f"GET /api/nodes (session cookie) vs bare Litestar @get: {concurrency} connections, {duration:g} s each.")
+    _out("")
+    _out("| measure | value | target | verdict |")
+    _out("|---|---|---|---|")
+    _out(f"| list p50 | {p50:.1f} ms ({ratio:.2f} x slowest node) | ≤ {TARGET_LIST_RATIO} x | {_verdict(list_ok)} |")
+    _out(f"| list p99 | {p99:.1f} ms ({p99 / slowest:.2f} x slowest node) | - | - |")
+    _out(f"| GET /api/nodes | {nodes_rps:.0f} req/s ({nodes_errors} errors) | - | - |")
+    _out(f"| bare Litestar | {bare_rps:.0f} req/s ({bare_errors} errors) | - | - |")
+    _out(f"| nodes / bare | {throughput_ratio:.2f} | ≥ {TARGET_THROUGHPUT_RATIO} | {_verdict(throughput_ok)} |")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "name": "list_containers",
+                "nodes": NODES,
+                "containers_per_node": PER_NODE,
+                "node_latency_ms": LATENCY * 1000,
+                "inventory_cache": "disabled",
+                "samples": samples,
+                "list_p50_ms": round(p50, 2),
+                "list_p99_ms": round(p99, 2),
+                "list_p50_ratio": round(ratio, 3),
+                "list_p99_ratio": round(p99 / slowest, 3),
+                "list_target_ratio": TARGET_LIST_RATIO,
+                "nodes_rps": round(nodes_rps, 1),
+                "bare_rps": round(bare_rps, 1),
+                "throughput_ratio": round(throughput_ratio, 3),
+                "throughput_target_ratio": TARGET_THROUGHPUT_RATIO,
+                "concurrency": concurrency,
+                "duration_s": duration,
+                "meets_targets": list_ok and throughput_ok,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    _out(f"\nwrote {RESULTS}")
+    return 0 if list_ok and throughput_ok else 1
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--samples", type=int, default=100, help="list calls measured (default 100, at most 1000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections for throughput (default 16)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run (default 5)")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare is not None:
+        serve_bare(args.serve_bare)
+        return 0
+    if not 1 <= args.samples <= 1000 or not 1 <= args.concurrency <= 128 or not 0 < args.duration <= 60:
+        parser.error("--samples must be in [1, 1000], --concurrency in [1, 128], --duration in (0, 60]")
+    return asyncio.run(run(args.samples, args.concurrency, args.duration))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
