@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.services",
+    "tests.fixtures.dev",
     "tests.fixtures.api",
     "tests.fixtures.simulator",
     "tests.fixtures.proxmox_client",

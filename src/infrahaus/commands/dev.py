@@ -21,8 +21,14 @@ from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.errors import SettingsError
+from infrahaus_domain.events.logbuffer import MemoryLogStore
 from infrahaus_domain.logs import configure_logging
 from infrahaus_domain.settings import AuthServer, Settings
+from infrahaus_domain.templates.discovery import discover_into
+from infrahaus_domain.templates.schemas import DiscoveryReport
+from infrahaus_worker.broker import build_stub_broker
+from infrahaus_worker.context import SharedStores
+from infrahaus_worker.inprocess import start_inprocess_worker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,16 +76,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(settings: Settings) -> None:
+async def _prepare_database(settings: Settings) -> DiscoveryReport | None:
+    """Apply migrations, then sync the templates directory (the example templates in a checkout)."""
     engine = create_engine(settings.database_url)
     try:
         await migrations.upgrade(engine)
+        return await discover_into(engine, settings.templates_dir) if settings.templates_dir else None
     finally:
         await engine.dispose()
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    await _migrate(settings)
+    report = await _prepare_database(settings)
     simulator = None
     if args.demo:
         from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
@@ -95,19 +103,32 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         settings = msgspec.structs.replace(
             settings, auth_servers=(AuthServer(name="demo", url=node.api_url, fingerprint=node.fingerprint),)
         )
+    # One broker and one set of in-memory stores shared by the API and the worker threads, so jobs, progress
+    # events and log lines cross between them.
+    broker = build_stub_broker()
+    log_store = MemoryLogStore()
+    worker = None
     try:
-        app = create_app(settings)
-        _print_banner(settings, args, simulator)
+        app = create_app(settings, broker=broker, log_store=log_store)
+        worker = start_inprocess_worker(
+            settings, broker, shared=SharedStores(ports=app.state.resources.ports, log_store=log_store)
+        )
+        _print_banner(settings, args, simulator, report)
         server = uvicorn.Server(
             uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on", access_log=False)
         )
         await server.serve()
     finally:
+        if worker is not None:
+            # In-flight operations run to a terminal state; queued ones are re-sent at the next start.
+            await asyncio.to_thread(worker.stop)
         if simulator is not None:
             await simulator.stop()
 
 
-def _print_banner(settings: Settings, args: argparse.Namespace, simulator: object | None) -> None:
+def _print_banner(
+    settings: Settings, args: argparse.Namespace, simulator: object | None, report: DiscoveryReport | None
+) -> None:
     base = f"http://{args.host}:{args.port}"
     lines = [
         "infrahaus (embedded mode)",
@@ -115,7 +136,11 @@ def _print_banner(settings: Settings, args: argparse.Namespace, simulator: objec
         f"  OpenAPI      {base}/api/schema",
         f"  health       {base}/health/ready",
         f"  database     {settings.database_url}",
+        "  worker       in-process threads",
     ]
+    if report is not None:
+        synced = len(report.created) + len(report.updated) + len(report.unchanged)
+        lines.append(f"  templates    {synced} from {settings.templates_dir} ({len(report.errors)} with errors)")
     if simulator is not None:
         lines += [
             f"  simulator    https://127.0.0.1:{args.sim_api_port} (node {args.sim_node})",
