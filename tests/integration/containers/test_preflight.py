@@ -69,3 +69,16 @@ async def test_preflight_without_a_node_is_409(user_client: UserClient) -> None:
     assert_problem(
         await user_client.http.post("/api/containers/preflight", json=create_body()), 409, "no_node_configured"
     )
+
+
+async def test_an_unreachable_node_fails_the_checks_with_the_reason(
+    user_client: UserClient, registered_node: dict[str, Any], sim_node: RunningNode
+) -> None:
+    sim_node.faults.unreachable = True
+    report = (await user_client.http.post("/api/containers/preflight", json=create_body(vmid=820))).json()
+    checks = by_name(report)
+    assert report["ok"] is False
+    assert checks["request"]["ok"] is True
+    failed = {n for n, c in checks.items() if not c["ok"]}
+    assert {"vmid", "storage", "os_template", "bridge", "privileges", "ssh"} <= failed
+    assert "Not checked" in checks["bridge"]["detail"]

@@ -40,9 +40,12 @@ class PreflightService:
             detail = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
             return PreflightReport(ok=False, checks=[PreflightCheck(name="request", ok=False, detail=detail)])
         checks = [PreflightCheck(name="request", ok=True, detail="The request is valid.")]
-        checks.append(await self._vmid(node, data.vmid))
         endpoint = NodeEndpoint.from_node(node, self.box)
-        api_checks, ssh_check = await asyncio.gather(self._api(endpoint, spec), self._ssh(endpoint))
+        # Concurrently, so an unreachable node costs one timeout, not one per check.
+        vmid_check, api_checks, ssh_check = await asyncio.gather(
+            self._vmid(node, data.vmid), self._api(endpoint, spec), self._ssh(endpoint)
+        )
+        checks.append(vmid_check)
         checks.extend(api_checks)
         checks.append(ssh_check)
         checks.append(self._root_options(endpoint, spec, ssh_check.ok))
