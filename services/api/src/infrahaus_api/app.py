@@ -25,7 +25,7 @@ from infrahaus_api.errors import PROBLEM_RESPONSES, UnsupportedMediaType, except
 from infrahaus_api.health import live, ready
 from infrahaus_api.nodes.controller import NodeController
 from infrahaus_api.observability import metrics, request_context_middleware
-from infrahaus_api.openapi import openapi_config
+from infrahaus_api.openapi import StrictStructSchemaPlugin, openapi_config
 from infrahaus_api.operations.controller import OperationController
 from infrahaus_api.resources import AppResources
 from infrahaus_api.templates.controller import TemplateController
@@ -87,7 +87,7 @@ def create_app(
     app = Litestar(
         route_handlers=[api, live, ready, metrics],
         middleware=[request_context_middleware],
-        plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
+        plugins=[SQLAlchemyPlugin(config=sqlalchemy), StrictStructSchemaPlugin()],
         dependencies={
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             "auth_info": Provide(provide_auth_info, sync_to_thread=False),
