@@ -20,9 +20,11 @@ TOKEN_SECRET = f"tok-{uuid.uuid4().hex}"
 SSH_PASSWORD = f"sshpw-{uuid.uuid4().hex}"
 LIMITED_TOKEN = "root@pam!limited"
 LIMITED_SECRET = f"limited-{uuid.uuid4().hex}"
-PRIVATE_KEY = f"-----BEGIN OPENSSH PRIVATE KEY-----\nkeymaterial{uuid.uuid4().hex}\n-----END OPENSSH PRIVATE KEY-----\n"
+PRIVATE_KEY = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+# The line holding the private scalar: any fragment of it in a response or log is a leak.
+KEY_MATERIAL = PRIVATE_KEY.splitlines()[4]
 OTHER_HOST_KEY = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
-SECRETS = (TOKEN_SECRET, SSH_PASSWORD, LIMITED_SECRET, "keymaterial")
+SECRETS = (TOKEN_SECRET, SSH_PASSWORD, LIMITED_SECRET, KEY_MATERIAL)
 
 
 @pytest.fixture
@@ -149,6 +151,20 @@ async def test_invalid_input_is_422(user_client: UserClient, node_payload: dict[
     ):
         response = await user_client.http.post("/api/nodes", json={**node_payload, **bad})
         assert_problem(response, 422, "validation_failed")
+
+
+async def test_unreadable_ssh_keys_are_422_without_echoing_them(
+    user_client: UserClient, node_payload: dict[str, Any]
+) -> None:
+    garbage_key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_MATERIAL}\n-----END OPENSSH PRIVATE KEY-----\n"
+    response = await user_client.http.post("/api/nodes", json={**node_payload, "ssh_private_key": garbage_key})
+    body = assert_problem(response, 422, "validation_failed")
+    assert [e["field"] for e in body["errors"]] == ["ssh_private_key"]
+    assert_no_secrets([KEY_MATERIAL], response.text)
+    bad_host_key = await user_client.http.post(
+        "/api/nodes", json={**node_payload, "ssh_host_key": "ssh-ed25519 AAAAnotakey"}
+    )
+    assert assert_problem(bad_host_key, 422, "validation_failed")["errors"][0]["field"] == "ssh_host_key"
 
 
 async def test_default_promotion_and_switching(user_client: UserClient, node_payload: dict[str, Any]) -> None:

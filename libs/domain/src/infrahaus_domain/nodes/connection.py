@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.errors import DomainError, FieldError, ValidationFailed
+from infrahaus_domain.metrics import proxmox_event_hooks
 from infrahaus_domain.models.nodes import Node
 from infrahaus_domain.nodes.errors import (
     NodeAuthError,
@@ -95,7 +96,9 @@ class NodeEndpoint:
 def proxmox_client(endpoint: NodeEndpoint, *, timeout: float = 10.0) -> ProxmoxClient:
     """A client for the node's API, authenticated with its token and TLS policy. Use as `async with`."""
     auth = TokenAuth(token_id=endpoint.token_id, secret=endpoint.token_secret)
-    return ProxmoxClient(endpoint.base_url, auth, tls=endpoint.tls_policy, timeout=timeout)
+    return ProxmoxClient(
+        endpoint.base_url, auth, tls=endpoint.tls_policy, timeout=timeout, event_hooks=proxmox_event_hooks()
+    )
 
 
 def pct_runner(endpoint: NodeEndpoint, *, connect_timeout: float = 10.0) -> PctExecRunner:
@@ -109,6 +112,22 @@ def pct_runner(endpoint: NodeEndpoint, *, connect_timeout: float = 10.0) -> PctE
         host_key=endpoint.ssh_host_key,
     )
     return PctExecRunner(target, connect_timeout=connect_timeout)
+
+
+def ssh_key_errors(private_key: str | None, host_key: str | None) -> list[FieldError]:
+    """Field errors for SSH keys the runner could not use (checked without connecting; messages quote no key)."""
+    errors: list[FieldError] = []
+    if private_key is not None:
+        try:
+            PctExecRunner(SshTarget(host="-", private_key=private_key))
+        except ValueError:
+            errors.append(FieldError(field="ssh_private_key", message="not a readable unencrypted private key"))
+    if host_key is not None:
+        try:
+            PctExecRunner(SshTarget(host="-", host_key=host_key))
+        except ValueError:
+            errors.append(FieldError(field="ssh_host_key", message="not an OpenSSH public key line"))
+    return errors
 
 
 def domain_error(exc: ProxmoxError, *, pinned: bool) -> DomainError:

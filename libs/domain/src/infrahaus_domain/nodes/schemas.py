@@ -6,7 +6,13 @@ from uuid import UUID
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="Display name, unique per user.")]
+Name = Annotated[
+    str,
+    # No control characters: a NUL would reach PostgreSQL (which refuses it) instead of a 422.
+    msgspec.Meta(
+        min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", description="Display name, unique per user."
+    ),
+]
 Host = Annotated[
     str,
     msgspec.Meta(
@@ -31,12 +37,15 @@ TokenId = Annotated[
     str,
     msgspec.Meta(
         max_length=255,
-        pattern=r"^[^@!\s:]+@[^@!\s:]+![A-Za-z][A-Za-z0-9._-]*$",
+        # The same rule as the Proxmox client's TokenAuth (and Proxmox itself): a realm and a token name of 2+ chars.
+        pattern=r"^[^@!\s:/]+@[A-Za-z][A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]+$",
         description="Proxmox API token id, `user@realm!name`.",
         examples=["root@pam!infrahaus"],
     ),
 ]
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
+# An API token secret travels in an Authorization header: no whitespace (the client refuses it).
+TokenSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384, pattern=r"^\S+$")]
 Fingerprint = Annotated[
     str,
     msgspec.Meta(
@@ -60,7 +69,7 @@ class NodeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
     host: Host
     token_id: TokenId
-    token_secret: Secret
+    token_secret: TokenSecret
     port: Port = 8006
     pve_node: PveNode | None = None
     tls_verify: bool = True
@@ -81,7 +90,7 @@ class NodeUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: Port | msgspec.UnsetType = msgspec.UNSET
     pve_node: PveNode | msgspec.UnsetType = msgspec.UNSET
     token_id: TokenId | msgspec.UnsetType = msgspec.UNSET
-    token_secret: Secret | msgspec.UnsetType = msgspec.UNSET
+    token_secret: TokenSecret | msgspec.UnsetType = msgspec.UNSET
     tls_verify: bool | msgspec.UnsetType = msgspec.UNSET
     tls_fingerprint: Fingerprint | msgspec.UnsetType | None = msgspec.UNSET
     ssh_host: Host | msgspec.UnsetType | None = msgspec.UNSET

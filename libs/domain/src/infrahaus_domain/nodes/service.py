@@ -29,6 +29,7 @@ from infrahaus_domain.nodes.connection import (
     node_errors,
     pct_runner,
     proxmox_client,
+    ssh_key_errors,
 )
 from infrahaus_domain.nodes.errors import NodeHasContainersError, NodeNameTakenError
 from infrahaus_domain.nodes.schemas import (
@@ -125,6 +126,8 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
     async def create_node(self, user_id: uuid.UUID, data: NodeCreate) -> NodeRead:
         """Test the connection, then save the node (the user's first node becomes the default)."""
         fingerprint = _normalize_fingerprint(data.tls_fingerprint)
+        if errors := ssh_key_errors(data.ssh_private_key, data.ssh_host_key):
+            raise ValidationFailed(errors)
         endpoint = NodeEndpoint(
             host=data.host,
             port=data.port,
@@ -168,6 +171,8 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         if "tls_fingerprint" in changes:
             changes["tls_fingerprint"] = _normalize_fingerprint(changes["tls_fingerprint"])
+        if errors := ssh_key_errors(changes.get("ssh_private_key"), changes.get("ssh_host_key")):
+            raise ValidationFailed(errors)
         if "name" in changes and changes["name"] != node.name:
             await self._ensure_name_free(user_id, changes["name"])
         current = self.endpoint(node)
@@ -341,15 +346,16 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
                 ok=False, error="No SSH password or private key is configured.", code="ssh_not_configured"
             )
             return result, None
-        runner = pct_runner(endpoint, connect_timeout=self.api_timeout)
+        try:
+            runner = pct_runner(endpoint, connect_timeout=self.api_timeout)
+        except ValueError:
+            # Keys are checked when saved; this only guards keys stored before that check existed.
+            return SshTestResult(ok=False, error="The stored SSH key cannot be read.", code="ssh_key_invalid"), None
         started = time.perf_counter()
         try:
             host_key = await runner.connect()
         except SshError as exc:
             return SshTestResult(ok=False, error=str(exc), code=_ssh_code(exc)), None
-        except ValueError:
-            # A private key or pinned host key that does not parse; the message could quote key material.
-            return SshTestResult(ok=False, error="The SSH key cannot be read.", code="ssh_key_invalid"), None
         finally:
             await runner.aclose()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
