@@ -2,6 +2,7 @@
 
 import json
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> 
     assert hostile.headers["x-request-id"] != "a\tb<script>"
 
 
+@pytest.mark.usefixtures("sim_node")
 async def test_access_lines_are_json_with_request_id_and_no_secret(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -50,3 +52,15 @@ async def test_metrics_exports_request_counters(user_client: UserClient, client:
     text = response.text
     assert 'infrahaus_http_requests_total{method="GET",route="/api/nodes",status="200"}' in text
     assert "infrahaus_http_request_duration_seconds_bucket" in text
+
+
+async def test_metrics_export_proxmox_call_latency(
+    user_client: UserClient, registered_node: dict[str, Any], client: httpx.AsyncClient
+) -> None:
+    status = await user_client.http.get(f"/api/nodes/{registered_node['id']}/status")
+    assert status.status_code == 200
+    text = (await client.get("/metrics")).text
+    assert (
+        'infrahaus_proxmox_request_duration_seconds_count{endpoint="/nodes/{node}/status",method="GET",status="200"}'
+        in text
+    )

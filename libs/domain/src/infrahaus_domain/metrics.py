@@ -1,7 +1,11 @@
 """Prometheus metrics shared by the API and the worker. Labels stay low-cardinality: templates, not ids."""
 
 import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
@@ -49,3 +53,20 @@ def proxmox_endpoint(path: str) -> str:
 def observe_proxmox_call(method: str, path: str, status: int | str, seconds: float) -> None:
     """Record one Proxmox call; ``status`` is the HTTP status or an error class name for failed connections."""
     PROXMOX_LATENCY.labels(method.upper(), proxmox_endpoint(path), str(status)).observe(seconds)
+
+
+async def _stamp_request(request: httpx.Request) -> None:
+    request.extensions["infrahaus_started"] = time.perf_counter()
+
+
+async def _observe_response(response: httpx.Response) -> None:
+    started = response.request.extensions.get("infrahaus_started")
+    if started is not None:
+        observe_proxmox_call(
+            response.request.method, response.request.url.path, response.status_code, time.perf_counter() - started
+        )
+
+
+def proxmox_event_hooks() -> dict[str, list[Callable[[Any], Awaitable[None]]]]:
+    """httpx event hooks for a `ProxmoxClient` that record every call's latency by endpoint template and status."""
+    return {"request": [_stamp_request], "response": [_observe_response]}

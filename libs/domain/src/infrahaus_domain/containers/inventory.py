@@ -19,6 +19,7 @@ import msgspec
 
 from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.errors import DomainError
+from infrahaus_domain.metrics import proxmox_event_hooks
 from infrahaus_domain.models.nodes import Node
 from infrahaus_domain.nodes.connection import NodeEndpoint, domain_error
 from infrahaus_domain.ports import Cache
@@ -144,6 +145,7 @@ class LiveInventory:
             timeout=self.timeout,
             # The overall timeout bounds the call; a retry would only eat into it.
             retries=0,
+            event_hooks=proxmox_event_hooks(),
         )
         self._clients[node.id] = (version, client)
         return client
