@@ -64,3 +64,15 @@ async def test_every_protected_route_answers_401_without_credentials(app: Litest
             assert "set-cookie" not in response.headers, (method, path)
         checked += 1
     assert checked >= 4
+
+
+async def test_options_allow_lists_exactly_the_served_methods(app: Litestar, client: httpx.AsyncClient) -> None:
+    served: dict[str, set[str]] = {}
+    paths: dict[str, str] = {}
+    for method, template, path, _ in api_operations(app):
+        served.setdefault(template, {"OPTIONS"}).add(method)
+        paths[template] = path
+    for template, methods in served.items():
+        response = await client.options(paths[template])
+        assert response.status_code == 204, (template, response.status_code)
+        assert set(response.headers["allow"].split(", ")) == methods, template

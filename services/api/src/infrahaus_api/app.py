@@ -9,6 +9,7 @@ from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
+from litestar.routes import HTTPRoute
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
@@ -108,6 +109,7 @@ def create_app(
     app.state.containers = containers
     app.state.inventory = inventory
     _document_problems(app)
+    _fix_options_allow(app)
     return app
 
 
@@ -154,6 +156,19 @@ async def _require_json_body(request: Request[Any, Any, Any]) -> None:
     media_type = request.content_type[0]
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaType("Send the body as JSON with `Content-Type: application/json`.")
+
+
+def _fix_options_allow(app: Litestar) -> None:
+    # Litestar 2.25 copies routes when a router is mounted, but the generated OPTIONS handler keeps answering
+    # `Allow` from the route it was first built for, which can miss methods (GET next to POST on one path).
+    # Point each one at its final route so `Allow` lists exactly the methods served.
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            fn = handler.fn
+            if getattr(fn, "__name__", "") == "options_handler" and fn.__code__.co_freevars == ("self",):
+                fn.__closure__[0].cell_contents = route  # type: ignore[index]
 
 
 def _document_problems(app: Litestar) -> None:
