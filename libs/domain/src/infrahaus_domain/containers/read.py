@@ -17,13 +17,12 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
 from sqlalchemy import ColumnElement, Select, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from infrahaus_domain.containers.errors import InvalidStateError
 from infrahaus_domain.containers.inventory import LiveInventory, NodeReadError, NodeSnapshot
@@ -76,7 +75,36 @@ _SCAN_BATCH = 200
 _LOG_TIMEOUT = 20.0
 _STATUSES: tuple[LiveStatus, ...] = ("running", "stopped", "paused", "unknown")
 
-_Row = tuple[Container, str, str | None]
+
+class _Row(NamedTuple):
+    """The columns the list shows (plain rows: no ORM identity map or instrumentation for hundreds of items)."""
+
+    id: UUID
+    node_id: UUID
+    vmid: int
+    hostname: str
+    template_id: UUID | None
+    lifecycle: str
+    ip_address: str | None
+    created_at: datetime
+    updated_at: datetime
+    node_name: str
+    template_name: str | None
+
+
+_ROW_COLUMNS = (
+    Container.id,
+    Container.node_id,
+    Container.vmid,
+    Container.hostname,
+    Container.template_id,
+    Container.lifecycle,
+    Container.ip_address,
+    Container.created_at,
+    Container.updated_at,
+    Node.name.label("node_name"),
+    Template.name.label("template_name"),
+)
 
 
 class ContainerFilters(msgspec.Struct, kw_only=True, frozen=True):
@@ -126,19 +154,19 @@ class ContainerReadService:
         try:
             if filters.status is None:
                 picked = await self._rows(stmt, position, limit + 1)
-                active = await self._active([row[0].id for row in picked[:limit]])
+                active = await self._active([row.id for row in picked[:limit]])
                 await self._end_read()
                 snapshots = await fetch
             else:
                 await self._end_read()
                 snapshots = await fetch
                 picked = await self._scan(stmt, position, limit, filters.status, snapshots)
-                active = await self._active([row[0].id for row in picked[:limit]])
+                active = await self._active([row.id for row in picked[:limit]])
         finally:
             fetch.cancel()
         more = len(picked) > limit
         picked = picked[:limit]
-        last = picked[-1][0] if picked else None
+        last = picked[-1] if picked else None
         return ContainerPage(
             items=_items(picked, snapshots, active),
             next_cursor=_encode_cursor(last.created_at, last.id) if more and last is not None else None,
@@ -146,18 +174,15 @@ class ContainerReadService:
         )
 
     async def _rows(
-        self, stmt: Select[Container, str, str], position: tuple[datetime, UUID] | None, count: int
+        self, stmt: Select[*tuple[Any, ...]], position: tuple[datetime, UUID] | None, count: int
     ) -> list[_Row]:
         if position is not None:
             stmt = stmt.where(tuple_(Container.created_at, Container.id) < position)
-        return [
-            (c, node_name, template_name)
-            for c, node_name, template_name in await self.session.execute(stmt.limit(count))
-        ]
+        return [_Row(*row) for row in await self.session.execute(stmt.limit(count))]
 
     async def _scan(
         self,
-        stmt: Select[Container, str, str],
+        stmt: Select[*tuple[Any, ...]],
         position: tuple[datetime, UUID] | None,
         limit: int,
         status: str,
@@ -170,13 +195,13 @@ class ContainerReadService:
         while True:
             rows = await self._rows(stmt, position, batch)
             for row in rows:
-                if _status(snapshots, row[0]) == status:
+                if _status(snapshots, row) == status:
                     picked.append(row)
                     if len(picked) > limit:
                         return picked
             if len(rows) < batch:
                 return picked
-            position = (rows[-1][0].created_at, rows[-1][0].id)
+            position = (rows[-1].created_at, rows[-1].id)
 
     async def summary(self, user_id: UUID) -> ContainerSummary:
         """Counts over every container of the caller: by lifecycle, by live status, per node."""
@@ -218,7 +243,7 @@ class ContainerReadService:
         """The list item plus the parsed Proxmox config and the creation request; the config is null (with a
         reason in `config_error`) when the node cannot be read or no longer has the container."""
         row = await self._row(container_id, user_id)
-        container = row[0]
+        container = await self._owned(container_id, user_id)
         node = await self.session.get(Node, container.node_id)
         if node is None:
             raise NotFoundError("Container not found.")
@@ -250,7 +275,7 @@ class ContainerReadService:
 
     async def services(self, container_id: UUID, user_id: UUID) -> ServiceList:
         """Discovered services with URLs and whether credentials exist (never their values)."""
-        container = (await self._row(container_id, user_id))[0]
+        container = await self._owned(container_id, user_id)
         services = (
             await self.session.scalars(
                 select(DiscoveredService)
@@ -289,7 +314,7 @@ class ContainerReadService:
         Rate limited per user: beyond `reveal_limit` reveals in `reveal_window` seconds raises `RateLimited`.
         A service without credentials is a 404 (nothing is recorded).
         """
-        container = (await self._row(container_id, user_id))[0]
+        container = await self._owned(container_id, user_id)
         counter = f"credentials-reveal:{user_id}"
         if await self.cache.incr(counter, ttl=self.reveal_window) > self.reveal_limit:
             retry_after = await self.cache.ttl(counter)
@@ -329,7 +354,7 @@ class ContainerReadService:
             errors.append(FieldError(field="lines", message=f"Must be between 1 and {MAX_LOG_LINES}."))
         if errors:
             raise ValidationFailed(errors)
-        container = (await self._row(container_id, user_id))[0]
+        container = await self._owned(container_id, user_id)
         node = await self.session.get(Node, container.node_id)
         if node is None:
             raise NotFoundError("Container not found.")
@@ -368,20 +393,15 @@ class ContainerReadService:
         return list((await self.session.scalars(stmt)).all())
 
     @staticmethod
-    def _base() -> Select[Container, str, str]:
+    def _base() -> Select[*tuple[Any, ...]]:
         return (
-            select(Container, Node.name, Template.name)
+            select(*_ROW_COLUMNS)
             .join(Node, Node.id == Container.node_id)
             .outerjoin(Template, Template.id == Container.template_id)
         )
 
-    def _select(self, user_id: UUID, filters: ContainerFilters) -> Select[Container, str, str]:
-        # The creation request (scripts and files included) can be large and the list never shows it.
-        stmt = (
-            self._base()
-            .where(Container.user_id == user_id)
-            .options(defer(Container.request), defer(Container.last_error))
-        )
+    def _select(self, user_id: UUID, filters: ContainerFilters) -> Select[*tuple[Any, ...]]:
+        stmt = self._base().where(Container.user_id == user_id)
         if filters.node_id is not None:
             stmt = stmt.where(Container.node_id == filters.node_id)
         if filters.lifecycle is not None:
@@ -405,7 +425,14 @@ class ContainerReadService:
         ).first()
         if row is None:
             raise NotFoundError("Container not found.")
-        return row[0], row[1], row[2]
+        return _Row(*row)
+
+    async def _owned(self, container_id: UUID, user_id: UUID) -> Container:
+        """The caller's container; another user's answers exactly like a missing one."""
+        container = await self.session.get(Container, container_id)
+        if container is None or container.user_id != user_id:
+            raise NotFoundError("Container not found.")
+        return container
 
     async def _active(self, ids: Sequence[UUID]) -> dict[UUID, Operation]:
         """The queued or running operation of each container that has one."""
@@ -421,7 +448,7 @@ def _items(
     rows: Sequence[_Row], snapshots: dict[UUID, NodeSnapshot], active: dict[UUID, Operation]
 ) -> list[ContainerRead]:
     items: list[ContainerRead] = []
-    for container, node_name, template_name in rows:
+    for container in rows:
         snap = snapshots.get(container.node_id)
         status = _status(snapshots, container)
         guest = snap.guests.get(container.vmid) if snap is not None else None
@@ -429,12 +456,12 @@ def _items(
         items.append(
             ContainerRead(
                 id=container.id,
-                node=NamedRef(id=container.node_id, name=node_name),
+                node=NamedRef(id=container.node_id, name=container.node_name),
                 vmid=container.vmid,
                 hostname=container.hostname,
                 template=(
-                    NamedRef(id=container.template_id, name=template_name)
-                    if container.template_id is not None and template_name is not None
+                    NamedRef(id=container.template_id, name=container.template_name)
+                    if container.template_id is not None and container.template_name is not None
                     else None
                 ),
                 lifecycle=container.lifecycle,  # type: ignore[arg-type]
@@ -492,7 +519,7 @@ def service_url(ip_address: str | None, port: int | None, protocol: str | None) 
     return f"tcp://{host}:{port}"
 
 
-def _status(snapshots: dict[UUID, NodeSnapshot], container: Container) -> LiveStatus:
+def _status(snapshots: dict[UUID, NodeSnapshot], container: _Row) -> LiveStatus:
     snap = snapshots.get(container.node_id)
     status = snap.status_of(container.vmid) if snap is not None else "unknown"
     return status  # type: ignore[return-value]
