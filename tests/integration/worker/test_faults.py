@@ -287,3 +287,39 @@ async def test_duplicate_deliveries_run_the_operation_once(
     assert op.status == "succeeded", op.error
     assert op.attempts == 1
     assert creates_sent(sim_node, 138) == 1
+
+
+async def test_retry_after_a_failed_script_resumes_on_the_same_container(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template(
+        "flaky", scripts=[("10-needs-flag", '[ -f /root/ready ] || { log_error "not ready"; exit 3; }\necho ok\n')]
+    )
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=139)
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == "script_failed"
+
+    # Fix the cause inside the container, and leave a stale `lock: create` like a crashed task would.
+    guest = sim_node.state.guests[139]
+    assert guest.rootfs is not None
+    (guest.rootfs / "root/ready").write_text("")
+    sim_node.faults.lock(139, kind="create")
+
+    response = await user_client.http.post(f"/api/containers/{container_id}/retry")
+    assert response.status_code == 202, response.text
+    retry_op = response.json()["id"]
+    await create_container(worker_ctx, retry_op)
+    op = await operation(worker_ctx, retry_op)
+    assert op.status == "succeeded", op.error
+    assert creates_sent(sim_node, 139) == 1
+    assert guest.lock is None
+    ct = await container(worker_ctx, container_id)
+    assert ct is not None
+    assert ct.lifecycle == "ready"
