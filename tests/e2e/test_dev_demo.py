@@ -50,7 +50,7 @@ def dev_server(tmp_path: Path) -> Iterator[DevServer]:
         text=True,
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # generous: the simulator builds its sandbox on a shared, busy machine
     try:
         while True:
             assert process.poll() is None, f"infrahaus dev exited: {(tmp_path / 'dev.log').read_text()}"
@@ -65,7 +65,7 @@ def dev_server(tmp_path: Path) -> Iterator[DevServer]:
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
