@@ -115,7 +115,7 @@ def processes(process_env: dict[str, str], tmp_path: Path) -> Iterator[Processes
 
 
 @pytest.fixture
-async def api(processes: Processes) -> AsyncIterator[str]:
+async def api(processes: Processes) -> str:
     """Base URL of a running `infrahaus api` process."""
     port = _free_port()
     process = processes.start("api", "api", "--port", str(port), "--workers", "1")
@@ -131,7 +131,7 @@ async def api(processes: Processes) -> AsyncIterator[str]:
                 pass
             assert time.monotonic() < deadline, processes.log("api")
             await asyncio.sleep(0.2)
-    yield base_url
+    return base_url
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The embedded mode's wiring: StubBroker, in-process dramatiq worker threads, the API's shared stores."""
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -78,4 +79,6 @@ async def test_inprocess_worker_runs_a_creation(
     # Time limits are live: the in-process worker emitted process_boot.
     _, worker = embedded
     [time_limit] = [m for m in worker.broker.middleware if isinstance(m, TimeLimit)]
-    assert time_limit.manager.is_alive()
+    manager = time_limit.manager
+    assert isinstance(manager, threading.Thread)
+    assert manager.is_alive()
