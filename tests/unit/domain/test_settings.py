@@ -87,6 +87,11 @@ def test_key_file(tmp_path: Path) -> None:
         ("INFRAHAUS_WORKER_CONCURRENCY", "-1"),
         ("INFRAHAUS_LOG_LEVEL", "LOUD"),
         ("INFRAHAUS_LOG_FORMAT", "xml"),
+        ("INFRAHAUS_SSE_HEARTBEAT_SECONDS", "often"),
+        ("INFRAHAUS_SSE_HEARTBEAT_SECONDS", "0"),
+        ("INFRAHAUS_SSE_HEARTBEAT_SECONDS", "61"),
+        ("INFRAHAUS_SSE_HEARTBEAT_SECONDS", "nan"),
+        ("INFRAHAUS_SSE_HEARTBEAT_SECONDS", "inf"),
     ],
 )
 def test_invalid_values_fail_fast_naming_the_variable(variable: str, value: str) -> None:
@@ -94,6 +99,12 @@ def test_invalid_values_fail_fast_naming_the_variable(variable: str, value: str)
         Settings.from_env({variable: value})
     assert exc.value.variable == variable
     assert str(exc.value).startswith(f"{variable}: ")
+
+
+def test_sse_heartbeat_is_read_in_seconds() -> None:
+    assert Settings.from_env({}).sse_heartbeat_seconds == 15.0
+    assert Settings.from_env({"INFRAHAUS_SSE_HEARTBEAT_SECONDS": "2.5"}).sse_heartbeat_seconds == 2.5
+    assert Settings.from_env({"INFRAHAUS_SSE_HEARTBEAT_SECONDS": "60"}).sse_heartbeat_seconds == 60.0
 
 
 def test_duplicate_key_ids_are_refused() -> None:

@@ -111,6 +111,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             log_format=env.get_choice("INFRAHAUS_LOG_FORMAT", "json", ("json", "text")),  # type: ignore[arg-type]
             cors_origins=tuple(env.get_list("INFRAHAUS_CORS_ORIGINS")),
             max_request_body_bytes=env.get_int("INFRAHAUS_MAX_REQUEST_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+            # Above a minute, common proxies (nginx's proxy_read_timeout: 60 s) cut idle streams before a heartbeat.
+            sse_heartbeat_seconds=env.get_float("INFRAHAUS_SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.1, maximum=60.0),
             inventory_node_timeout=env.get_int("INFRAHAUS_INVENTORY_NODE_TIMEOUT_MS", 2000, minimum=50) / 1000,
             inventory_cache_seconds=env.get_int("INFRAHAUS_INVENTORY_CACHE_MS", 3000) / 1000,
             credentials_reveal_limit=env.get_int("INFRAHAUS_CREDENTIALS_REVEAL_LIMIT", 30, minimum=1),
@@ -246,6 +248,19 @@ class _Env:
             raise SettingsError(name, f"must be an integer, got {value!r}") from None
         if number < minimum:
             raise SettingsError(name, f"must be at least {minimum}")
+        return number
+
+    def get_float(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self.get_raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(name, f"must be a number, got {value!r}") from None
+        # NaN compares false both ways, so the range check is written to refuse it too.
+        if not minimum <= number <= maximum:
+            raise SettingsError(name, f"must be between {minimum:g} and {maximum:g}")
         return number
 
     def get_bool(self, name: str, default: bool) -> bool:
