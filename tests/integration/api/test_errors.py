@@ -124,7 +124,7 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
     assert live.json() == {"status": "ok", "checks": {}}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
 
 
 async def test_readiness_fails_as_a_problem_when_a_dependency_is_down(settings: Settings) -> None:
@@ -140,3 +140,4 @@ async def test_readiness_fails_as_a_problem_when_a_dependency_is_down(settings: 
         body = assert_problem(response, 503, "not_ready")
         assert "database" in body["detail"]
         assert "redis" in body["detail"]
+        assert "broker" in body["detail"]

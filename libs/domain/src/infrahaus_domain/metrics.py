@@ -30,7 +30,10 @@ PROXMOX_LATENCY = Histogram(
     ["method", "endpoint", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-QUEUE_DEPTH = Gauge("infrahaus_queue_depth", "Messages waiting in a worker queue", ["queue"])
+# One process samples it (the worker's metrics server); "mostrecent" keeps the pid label out in multiprocess mode.
+QUEUE_DEPTH = Gauge(
+    "infrahaus_queue_depth", "Messages waiting in a worker queue", ["queue"], multiprocess_mode="mostrecent"
+)
 
 _ENDPOINT_RULES = [
     (re.compile(r"/tasks/UPID:[^/]+"), "/tasks/{upid}"),

@@ -1,10 +1,13 @@
-"""`/health/live` (the process answers) and `/health/ready` (database, Redis when configured, and added checks)."""
+"""`/health/live` (the process answers) and `/health/ready` (database, Redis when configured, the job broker, and
+added checks)."""
 
 import asyncio
 import logging
 from typing import Any
 
+import dramatiq
 import msgspec
+from dramatiq.brokers.redis import RedisBroker
 from litestar import Request, Response, get
 from sqlalchemy import text
 
@@ -18,6 +21,13 @@ _CHECK_TIMEOUT = 3.0
 class Health(msgspec.Struct, kw_only=True):
     status: str
     checks: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+async def _broker_ready(broker: dramatiq.Broker) -> None:
+    """The Redis broker answers a ping on its own connection pool; the embedded in-memory broker is always there."""
+    if isinstance(broker, RedisBroker):
+        # A blocking client: keep the ping off the event loop.
+        await asyncio.to_thread(broker.client.ping)
 
 
 @get(
@@ -53,6 +63,9 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
     checks: dict[str, ReadinessCheck] = {"database": database}
     if not resources.settings.embedded:
         checks["redis"] = redis
+    broker: dramatiq.Broker | None = request.app.state.containers.broker
+    if broker is not None:
+        checks["broker"] = lambda: _broker_ready(broker)
     checks.update(resources.readiness_checks)
     results: dict[str, str] = {}
     for name, check in checks.items():

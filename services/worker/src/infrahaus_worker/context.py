@@ -28,6 +28,7 @@ from infrahaus_domain.events.logbuffer import LogBuffer, LogStore, build_log_sto
 from infrahaus_domain.jobs import Job
 from infrahaus_domain.ports import Ports, build_ports
 from infrahaus_domain.settings import Settings
+from infrahaus_worker.observability import install_operation_metrics
 from infrahaus_worker.pipeline.plan import Limits
 
 log = logging.getLogger("infrahaus.worker")
@@ -88,6 +89,7 @@ class WorkerContext:
         shared: SharedStores | None = None,
     ) -> "WorkerContext":
         """Build the context on the running loop (the loop its Redis and database connections will use)."""
+        install_operation_metrics()
         engine = create_engine(settings.database_url, pool_size=max(2, settings.worker_concurrency))
         ports = shared.ports if shared else build_ports(settings.redis_url, settings.redis_prefix)
         log_store = shared.log_store if shared else build_log_store(settings.redis_url, settings.redis_prefix)

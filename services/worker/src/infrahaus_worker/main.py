@@ -16,8 +16,10 @@ from infrahaus_domain.settings import Settings
 from infrahaus_worker.actors import register_actors
 from infrahaus_worker.broker import build_redis_broker, install
 from infrahaus_worker.context import WorkerContextMiddleware
+from infrahaus_worker.observability import ActorLogContext
 from infrahaus_worker.pipeline.plan import Limits
 from infrahaus_worker.reconciler import reconcile_forever
+from infrahaus_worker.shutdown import DrainOnShutdown, drain_timeout_from_env
 
 
 def build_worker_broker(settings: Settings, limits: Limits) -> dramatiq.Broker:
@@ -27,7 +29,11 @@ def build_worker_broker(settings: Settings, limits: Limits) -> dramatiq.Broker:
     broker = build_redis_broker(
         settings.redis_url,
         namespace=broker_namespace(settings.redis_prefix),
-        extra=[WorkerContextMiddleware(settings, limits=limits, background=reconcile_forever)],
+        extra=[
+            WorkerContextMiddleware(settings, limits=limits, background=reconcile_forever),
+            ActorLogContext(),
+            DrainOnShutdown(drain_timeout_from_env(os.environ)),
+        ],
         heartbeat_timeout_ms=int(limits.broker_heartbeat * 1000),
     )
     install(broker)
