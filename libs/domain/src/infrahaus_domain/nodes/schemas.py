@@ -37,15 +37,15 @@ TokenId = Annotated[
     str,
     msgspec.Meta(
         max_length=255,
-        # The same rule as the Proxmox client's TokenAuth (and Proxmox itself): a realm and a token name of 2+ chars.
-        pattern=r"^[^@!\s:/]+@[A-Za-z][A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]+$",
+        # The Proxmox client's rule (a realm and a token name of 2+ chars), in printable ASCII: it goes into a header.
+        pattern=r"^[\x22-\x2e\x30-\x39\x3b-\x3f\x41-\x7e]+@[A-Za-z][A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]+$",
         description="Proxmox API token id, `user@realm!name`.",
         examples=["root@pam!infrahaus"],
     ),
 ]
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
-# An API token secret travels in an Authorization header: no whitespace (the client refuses it).
-TokenSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384, pattern=r"^\S+$")]
+# An API token secret travels in an Authorization header: printable ASCII without spaces.
+TokenSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384, pattern=r"^[!-~]+$")]
 Fingerprint = Annotated[
     str,
     msgspec.Meta(
