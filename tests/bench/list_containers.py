@@ -279,7 +279,8 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
     _out(f"each node answering after {LATENCY * 1000:g} ms; inventory cache disabled; {samples} sequential samples.")
     _out(f"GET /api/nodes (session cookie) vs bare Litestar @get: {concurrency} connections, {duration:g} s each.")
     _out(
-        f"Machine: {os.cpu_count()} CPUs, 1-minute load average {load:.2f} at the end (other work inflates every figure)."
+        f"Machine: {os.cpu_count()} CPUs, 1-minute load average {load:.2f} at the end "
+        "(other work inflates every figure)."
     )
     _out("")
     _out("| measure | value | target | verdict |")
