@@ -24,6 +24,7 @@ from infrahaus_api.containers.read_controller import ContainerReadController, bu
 from infrahaus_api.containers.resources import build_container_resources
 from infrahaus_api.errors import PROBLEM_RESPONSES, UnsupportedMediaType, exception_to_problem
 from infrahaus_api.health import live, ready
+from infrahaus_api.idempotency import provide_idempotency
 from infrahaus_api.nodes.controller import NodeController
 from infrahaus_api.observability import metrics, request_context_middleware
 from infrahaus_api.openapi import StrictStructSchemaPlugin, openapi_config
@@ -92,6 +93,7 @@ def create_app(
         dependencies={
             "current_user": Provide(provide_current_user, sync_to_thread=False),
             "auth_info": Provide(provide_auth_info, sync_to_thread=False),
+            "idempotency": Provide(provide_idempotency, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "secret_box": Provide(lambda: resources.secret_box, sync_to_thread=False, use_cache=True),
             "ports": Provide(lambda: resources.ports, sync_to_thread=False, use_cache=True),

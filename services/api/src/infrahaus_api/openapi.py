@@ -1,6 +1,7 @@
 """OpenAPI document: served at `/api/schema`, written to `openapi/openapi.json` by `infrahaus openapi`."""
 
 import json
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
@@ -11,7 +12,7 @@ from litestar import Litestar
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, Operation, RequestBody, SecurityScheme
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -52,6 +53,18 @@ class StrictStructSchemaPlugin(StructSchemaPlugin):
         if isinstance(config, msgspec.structs.StructConfig) and config.forbid_unknown_fields:
             schema.additional_properties = False
         return schema
+
+
+@dataclass
+class OptionalBodyOperation(Operation):
+    """An operation whose JSON body may be left out (`operation_class=` of a handler with `data: ... | None = None`).
+
+    Litestar marks every request body required, so generated SDKs would insist on sending one.
+    """
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
 
 
 def schema_json(app: Litestar) -> str:

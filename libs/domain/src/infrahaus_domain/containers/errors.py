@@ -1,6 +1,7 @@
 """Errors of containers and their operations, one stable code each."""
 
-from infrahaus_domain.errors import ConflictError, DomainError, FieldError, ValidationFailed
+from infrahaus_domain.errors import ConflictError, DomainError
+from infrahaus_domain.idempotency import IdempotencyKeyReusedError
 
 
 class ContainerBusyError(ConflictError):
@@ -21,19 +22,16 @@ class NoNodeConfiguredError(ConflictError):
     code = "no_node_configured"
 
 
-class IdempotencyKeyReusedError(ValidationFailed):
-    """The `Idempotency-Key` was already used with a different request body."""
-
-    code = "idempotency_key_reused"
-
-    def __init__(self) -> None:
-        super().__init__(
-            [FieldError(field="Idempotency-Key", message="Already used with a different request body.")],
-            "This Idempotency-Key was already used with a different request.",
-        )
-
-
 class OperationCancelledError(DomainError):
     """Raised to the worker by `OperationService.progress` when the operation was cancelled (e.g. by a delete)."""
 
     code = "operation_cancelled"
+
+
+__all__ = [
+    "ContainerBusyError",
+    "IdempotencyKeyReusedError",
+    "InvalidStateError",
+    "NoNodeConfiguredError",
+    "OperationCancelledError",
+]

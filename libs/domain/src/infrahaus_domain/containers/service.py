@@ -5,23 +5,19 @@ Creation is decided in one transaction: the VMID reservation (unique per node), 
 message is re-sent by the reconciler. Nothing here waits for Proxmox beyond short status reads.
 """
 
-import hashlib
 import ipaddress
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_domain.containers.errors import (
     ContainerBusyError,
-    IdempotencyKeyReusedError,
     InvalidStateError,
     NoNodeConfiguredError,
 )
@@ -37,12 +33,12 @@ from infrahaus_domain.containers.schemas import (
     SpecScript,
 )
 from infrahaus_domain.crypto import SecretBox
-from infrahaus_domain.errors import ConflictError, FieldError, NotFoundError, ValidationFailed
+from infrahaus_domain.errors import FieldError, NotFoundError, ValidationFailed
 from infrahaus_domain.events.service import EventService
+from infrahaus_domain.idempotency import IdempotencyKeys, StoredResponse, request_hash
 from infrahaus_domain.models.containers import (
     Container,
     DiscoveredService,
-    IdempotencyKey,
     Operation,
     ServiceCredential,
 )
@@ -54,7 +50,8 @@ from infrahaus_domain.templates import validation as v
 from infrahaus_domain.vmids.errors import VmidTakenError
 from infrahaus_domain.vmids.service import VmidService
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
+# The idempotency scope of a creation (the same as the API route, so keys stored before scopes existed still match).
+CREATE_SCOPE = "POST /api/containers"
 DEFAULT_SHUTDOWN_TIMEOUT = 60
 _NEXT_FREE_ATTEMPTS = 10
 
@@ -76,12 +73,6 @@ class Accepted:
     location: str | None
     operation_id: UUID | None
     replayed: bool = False
-
-
-def request_hash(route: str, body: object) -> str:
-    """SHA-256 of the route and the canonical JSON of the body (key order does not matter)."""
-    canonical = json.dumps(msgspec.to_builtins(body), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{route}\n{canonical}".encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -260,12 +251,13 @@ class ContainerService:
         concurrent requests for one (node, vmid) cannot both pass (unique reservation). Send the job message only
         after the caller committed.
         """
-        digest = request_hash("POST /api/containers", data)
-        key_row: IdempotencyKey | None = None
-        if idempotency_key is not None:
-            replay, key_row = await self._claim_idempotency_key(user_id, idempotency_key, digest)
-            if replay is not None:
-                return replay
+        keys = IdempotencyKeys(self.session)
+        claim = await keys.claim(user_id, CREATE_SCOPE, idempotency_key, data)
+        if claim.replay is not None:
+            replay = claim.replay
+            return Accepted(
+                status=replay.status, body=replay.body, location=replay.location, operation_id=None, replayed=True
+            )
 
         node, _template, spec = await self.resolve(user_id, data)
         container = await self._reserve_and_insert(user_id, node, spec, data.vmid is not None, vmids)
@@ -274,57 +266,8 @@ class ContainerService:
         accepted = Accepted(
             status=202, body=msgspec.to_builtins(body), location=f"/api/operations/{op.id}", operation_id=op.id
         )
-        if key_row is not None:
-            key_row.response_status = accepted.status
-            key_row.response_body = accepted.body
-            key_row.location = accepted.location
-            await self.session.flush()
+        await keys.record(claim, StoredResponse(status=accepted.status, body=accepted.body, location=accepted.location))
         return accepted
-
-    async def _claim_idempotency_key(
-        self, user_id: UUID, key: str, digest: str
-    ) -> tuple[Accepted | None, IdempotencyKey | None]:
-        if not key or len(key) > 255:
-            raise ValidationFailed([FieldError(field="Idempotency-Key", message="Must be 1-255 characters.")])
-        existing = await self._idempotency_row(user_id, key)
-        if existing is not None:
-            if existing.created_at >= _now() - IDEMPOTENCY_TTL:
-                return self._replay(existing, digest), None
-            await self.session.delete(existing)
-            await self.session.flush()
-        row = IdempotencyKey(user_id=user_id, key=key, request_hash=digest)
-        try:
-            # A concurrent request with the same key waits on the unique index until the first one finishes.
-            async with self.session.begin_nested():
-                self.session.add(row)
-                await self.session.flush()
-        except IntegrityError:
-            existing = await self._idempotency_row(user_id, key)
-            if existing is None:
-                raise ConflictError("A request with this Idempotency-Key is in progress; retry shortly.") from None
-            return self._replay(existing, digest), None
-        return None, row
-
-    async def _idempotency_row(self, user_id: UUID, key: str) -> IdempotencyKey | None:
-        return await self.session.scalar(
-            select(IdempotencyKey)
-            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-            .execution_options(populate_existing=True)
-        )
-
-    @staticmethod
-    def _replay(row: IdempotencyKey, digest: str) -> Accepted:
-        if row.request_hash != digest:
-            raise IdempotencyKeyReusedError()
-        if row.response_body is None:
-            raise ConflictError("A request with this Idempotency-Key is in progress; retry shortly.")
-        return Accepted(
-            status=row.response_status,
-            body=row.response_body,
-            location=row.location,
-            operation_id=None,
-            replayed=True,
-        )
 
     async def _reserve_and_insert(
         self, user_id: UUID, node: Node, spec: ContainerSpec, vmid_given: bool, vmids: VmidService

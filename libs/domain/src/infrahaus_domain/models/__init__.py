@@ -8,10 +8,10 @@ from infrahaus_domain.models.containers import (
     Container,
     DiscoveredService,
     Event,
-    IdempotencyKey,
     Operation,
     ServiceCredential,
 )
+from infrahaus_domain.models.idempotency import IdempotencyKey
 from infrahaus_domain.models.nodes import Node, VmidReservation
 from infrahaus_domain.models.templates import (
     BucketPackage,

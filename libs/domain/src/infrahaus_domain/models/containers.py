@@ -1,5 +1,5 @@
-"""Containers and everything that happens to them: operations, the event trail, discovered services,
-their encrypted credentials, and the idempotency keys of creating requests.
+"""Containers and everything that happens to them: operations, the event trail, discovered services and
+their encrypted credentials.
 
 No column ever holds a root password. `ServiceCredential.value` holds SecretBox ciphertext only.
 """
@@ -188,23 +188,6 @@ class ServiceCredential(UUIDv7AuditBase):
     service: Mapped[str] = mapped_column(String(255))
     key: Mapped[str] = mapped_column(String(255))
     value: Mapped[str] = mapped_column(Text)
-
-
-class IdempotencyKey(UUIDv7AuditBase):
-    """The first response to a creating POST with an `Idempotency-Key`, replayed for 24 hours.
-
-    `request_hash` is the SHA-256 of the route and the canonical JSON body; the same key with another hash is refused.
-    """
-
-    __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_id_key"),)
-
-    user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(255))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    response_status: Mapped[int] = mapped_column(Integer, default=0)
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JsonB, default=None)
-    location: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 register_encrypted_column(ServiceCredential.value)

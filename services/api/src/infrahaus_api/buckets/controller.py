@@ -9,6 +9,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
+from infrahaus_api.idempotency import Idempotency
 from infrahaus_domain.buckets.schemas import (
     BucketCreate,
     BucketPackagesAdd,
@@ -40,10 +41,17 @@ class PackageBucketController(Controller):
 
     @post("", operation_id="createPackageBucket", summary="Create a package bucket")
     async def create_bucket(
-        self, current_user: CurrentUser, buckets: PackageBucketService, data: JSONBody[BucketCreate]
+        self,
+        current_user: CurrentUser,
+        buckets: PackageBucketService,
+        idempotency: Idempotency,
+        data: JSONBody[BucketCreate],
     ) -> Response[BucketRead]:
+        if replay := await idempotency.replay(data):
+            return replay
         bucket = await buckets.create_bucket(current_user.id, data)
-        return Response(to_read(bucket), status_code=201, headers={"Location": f"/api/package-buckets/{bucket.id}"})
+        location = f"/api/package-buckets/{bucket.id}"
+        return await idempotency.record(Response(to_read(bucket), status_code=201, headers={"Location": location}))
 
     @get("/{bucket_id:uuid}", operation_id="getPackageBucket", summary="Get a package bucket with its packages")
     async def get_bucket(

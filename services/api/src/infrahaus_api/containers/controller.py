@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
 from infrahaus_api.containers.resources import ContainerResources
+from infrahaus_api.idempotency import Idempotency
 from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES
+from infrahaus_api.openapi import OptionalBodyOperation
 from infrahaus_api.resources import AppResources
 from infrahaus_api.sse import ProgressStream, parse_last_event_id
 from infrahaus_domain.containers.preflight import PreflightService
@@ -39,14 +41,6 @@ logger = logging.getLogger("infrahaus.api.containers")
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (default 50, at most 500).")]
 Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
-IdempotencyKey = Annotated[
-    str | None,
-    Parameter(
-        header="Idempotency-Key",
-        max_length=255,
-        description="Replays the first answer for the same key and body within 24 h; another body is a 422.",
-    ),
-]
 OperationStatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -97,6 +91,16 @@ def accepted(op: Operation) -> Response[OperationRead]:
     return Response(to_operation_read(op), status_code=202, headers={"Location": f"/api/operations/{op.id}"})
 
 
+async def accept_operation(
+    db_session: AsyncSession, resources: ContainerResources, idempotency: Idempotency, op: Operation
+) -> Response[OperationRead]:
+    """The 202 for a queued operation: kept for its `Idempotency-Key` in the same transaction, then committed and
+    its job sent. A retry with the key answers this operation again, instead of a 409 `container_busy`."""
+    response = await idempotency.record(accepted(op))
+    await commit_and_send(db_session, resources, op)
+    return response
+
+
 class ContainerController(Controller):
     path = "/containers"
     tags = ["containers"]
@@ -116,10 +120,10 @@ class ContainerController(Controller):
         containers: ContainerService,
         vmids: VmidService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         data: JSONBody[ContainerCreate],
-        idempotency_key: IdempotencyKey = None,
     ) -> Response[ContainerCreated]:
-        result = await containers.create(current_user.id, data, vmids=vmids, idempotency_key=idempotency_key)
+        result = await containers.create(current_user.id, data, vmids=vmids, idempotency_key=idempotency.key)
         body = msgspec.convert(result.body, ContainerCreated, strict=False)
         headers = {"Location": result.location} if result.location else {}
         if result.replayed:
@@ -156,9 +160,12 @@ class ContainerController(Controller):
         db_session: AsyncSession,
         containers: ContainerService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        return await _action(db_session, containers, container_resources, current_user, container_id, "start")
+        return await _action(
+            db_session, containers, container_resources, idempotency, current_user, container_id, "start"
+        )
 
     @post(
         "/{container_id:uuid}/stop",
@@ -173,15 +180,20 @@ class ContainerController(Controller):
         db_session: AsyncSession,
         containers: ContainerService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        return await _action(db_session, containers, container_resources, current_user, container_id, "stop")
+        return await _action(
+            db_session, containers, container_resources, idempotency, current_user, container_id, "stop"
+        )
 
     @post(
         "/{container_id:uuid}/shutdown",
         operation_id="shutdownContainer",
         summary="Shut a running container down gracefully; Proxmox forces the stop after `timeout` seconds",
+        description="The body is optional: without it (or without `timeout`) the stop is forced after 60 s.",
         status_code=202,
+        operation_class=OptionalBodyOperation,
         responses=UPSTREAM_RESPONSES,
     )
     async def shutdown_container(
@@ -190,12 +202,14 @@ class ContainerController(Controller):
         db_session: AsyncSession,
         containers: ContainerService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         container_id: FromPath[uuid.UUID],
         data: JSONBody[ShutdownRequest] | None = None,
     ) -> Response[OperationRead]:
         timeout = data.timeout if data is not None and data.timeout is not None else DEFAULT_SHUTDOWN_TIMEOUT
+        params = {"timeout": timeout}
         return await _action(
-            db_session, containers, container_resources, current_user, container_id, "shutdown", {"timeout": timeout}
+            db_session, containers, container_resources, idempotency, current_user, container_id, "shutdown", params
         )
 
     @post(
@@ -211,9 +225,12 @@ class ContainerController(Controller):
         db_session: AsyncSession,
         containers: ContainerService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        return await _action(db_session, containers, container_resources, current_user, container_id, "restart")
+        return await _action(
+            db_session, containers, container_resources, idempotency, current_user, container_id, "restart"
+        )
 
     @delete(
         "/{container_id:uuid}",
@@ -245,11 +262,13 @@ class ContainerController(Controller):
         db_session: AsyncSession,
         containers: ContainerService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
+        if replay := await idempotency.replay():
+            return replay
         op = await containers.request_retry(container_id, current_user.id)
-        await commit_and_send(db_session, container_resources, op)
-        return accepted(op)
+        return await accept_operation(db_session, container_resources, idempotency, op)
 
     @get(
         "/{container_id:uuid}/operations",
@@ -297,7 +316,8 @@ class ContainerController(Controller):
         description=(
             "Each event has a monotonically increasing `id` shared by step events (`event: step`, `error`, ...) and "
             "log lines (`event: log`). Reconnect with `Last-Event-ID` to continue without gaps or duplicates. A "
-            "comment is sent every 15 s. The final `event: done` carries the latest operation's id and status. "
+            "comment is sent every 15 s (`INFRAHAUS_SSE_HEARTBEAT_SECONDS`). The final `event: done` carries the "
+            "latest operation's id and status. "
             "Stream it with `curl -N` or an SSE client (generated SDKs buffer the whole body)."
         ),
         media_type="text/event-stream",
@@ -356,11 +376,13 @@ async def _action(
     db_session: AsyncSession,
     containers: ContainerService,
     resources: ContainerResources,
+    idempotency: Idempotency,
     user: CurrentUser,
     container_id: uuid.UUID,
     kind: str,
     params: dict[str, Any] | None = None,
 ) -> Response[OperationRead]:
+    if replay := await idempotency.replay(params):
+        return replay
     op = await containers.request_action(container_id, user.id, kind, probe=resources.probe, params=params)
-    await commit_and_send(db_session, resources, op)
-    return accepted(op)
+    return await accept_operation(db_session, resources, idempotency, op)

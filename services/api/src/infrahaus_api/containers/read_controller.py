@@ -14,8 +14,9 @@ from litestar.params import FromPath, PathParameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
-from infrahaus_api.containers.controller import CONTAINER_DEPENDENCIES, accepted, commit_and_send
+from infrahaus_api.containers.controller import CONTAINER_DEPENDENCIES, accept_operation
 from infrahaus_api.containers.resources import ContainerResources
+from infrahaus_api.idempotency import Idempotency
 from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES
 from infrahaus_api.resources import AppResources
 from infrahaus_domain.containers.inventory import LiveInventory
@@ -149,13 +150,15 @@ class ContainerReadController(Controller):
         db_session: AsyncSession,
         containers: ContainerService,
         container_resources: ContainerResources,
+        idempotency: Idempotency,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
+        if replay := await idempotency.replay():
+            return replay
         op = await containers.request_action(
             container_id, current_user.id, "services_refresh", probe=container_resources.probe
         )
-        await commit_and_send(db_session, container_resources, op)
-        return accepted(op)
+        return await accept_operation(db_session, container_resources, idempotency, op)
 
     @get(
         "/{container_id:uuid}/services/{name:str}/credentials",

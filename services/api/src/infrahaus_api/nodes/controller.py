@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
 from infrahaus_api.errors import PROBLEM_JSON, ProblemDetail
+from infrahaus_api.idempotency import Idempotency
 from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.nodes.schemas import (
     BridgeRead,
@@ -70,10 +71,12 @@ class NodeController(Controller):
         responses=UPSTREAM_RESPONSES,
     )
     async def create_node(
-        self, current_user: CurrentUser, nodes: NodeService, data: JSONBody[NodeCreate]
+        self, current_user: CurrentUser, nodes: NodeService, idempotency: Idempotency, data: JSONBody[NodeCreate]
     ) -> Response[NodeRead]:
+        if replay := await idempotency.replay(data):
+            return replay
         node = await nodes.create_node(current_user.id, data)
-        return Response(node, status_code=201, headers={"Location": f"/api/nodes/{node.id}"})
+        return await idempotency.record(Response(node, status_code=201, headers={"Location": f"/api/nodes/{node.id}"}))
 
     @post(
         "/probe",

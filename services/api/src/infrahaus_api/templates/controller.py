@@ -9,6 +9,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
+from infrahaus_api.idempotency import Idempotency
 from infrahaus_domain.models.templates import TemplateSource
 from infrahaus_domain.settings import Settings
 from infrahaus_domain.templates.discovery import discover
@@ -46,10 +47,17 @@ class TemplateController(Controller):
 
     @post("", operation_id="createTemplate", summary="Create a custom template")
     async def create_template(
-        self, current_user: CurrentUser, templates: TemplateService, data: JSONBody[TemplateWrite]
+        self,
+        current_user: CurrentUser,
+        templates: TemplateService,
+        idempotency: Idempotency,
+        data: JSONBody[TemplateWrite],
     ) -> Response[TemplateRead]:
+        if replay := await idempotency.replay(data):
+            return replay
         template = await templates.create_custom(current_user.id, data)
-        return Response(to_read(template), status_code=201, headers={"Location": f"/api/templates/{template.id}"})
+        location = f"/api/templates/{template.id}"
+        return await idempotency.record(Response(to_read(template), status_code=201, headers={"Location": location}))
 
     @post(
         "/discover",

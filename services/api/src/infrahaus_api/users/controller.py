@@ -15,7 +15,8 @@ from infrahaus_api.auth import (
     session_manager,
     token_cache_key,
 )
-from infrahaus_api.errors import problem_spec
+from infrahaus_api.errors import problem_response, problem_spec
+from infrahaus_api.idempotency import Idempotency
 from infrahaus_api.resources import AppResources
 from infrahaus_domain.errors import FieldError, UpstreamUnavailable, ValidationFailed
 from infrahaus_domain.models.users import ApiToken, User
@@ -117,14 +118,38 @@ class AuthController(Controller):
             expires_at=session_manager(request.app.state.resources).expires_at(session) if session else None,
         )
 
-    @post("/tokens", operation_id="createApiToken", summary="Create a personal API token (shown once)")
+    @post(
+        "/tokens",
+        operation_id="createApiToken",
+        summary="Create a personal API token (shown once)",
+        description=(
+            "The secret is in this answer only and is never stored. So a retry with the same `Idempotency-Key` "
+            "and body does not answer it again: it is a 409 `secret_shown_once` naming the token already created "
+            "(revoke it if its secret was lost, then create another). No second token is created."
+        ),
+        responses={409: problem_spec("`secret_shown_once`: a retry of a creation already answered")},
+    )
     async def create_token(
-        self, data: JSONBody[ApiTokenCreate], current_user: CurrentUser, db_session: AsyncSession
-    ) -> ApiTokenCreated:
+        self,
+        data: JSONBody[ApiTokenCreate],
+        current_user: CurrentUser,
+        db_session: AsyncSession,
+        idempotency: Idempotency,
+    ) -> Response[ApiTokenCreated]:
+        if replay := await idempotency.replay(data):
+            return replay
         row, token = await ApiTokenService(session=db_session).issue(current_user.id, data.name, data.expires_at)
-        return ApiTokenCreated(
+        created = ApiTokenCreated(
             id=row.id, name=row.name, token=token, created_at=row.created_at, expires_at=row.expires_at
         )
+        # What a replay answers: the token's id, never its secret (which is not stored anywhere).
+        shown_once = problem_response(
+            409,
+            "secret_shown_once",
+            f"API token {row.id} was already created with this Idempotency-Key and its secret shown once; "
+            f"revoke it (DELETE /api/auth/tokens/{row.id}) if the secret was lost, then create another.",
+        )
+        return await idempotency.record(Response(created, status_code=201), replay_as=shown_once)
 
     @get("/tokens", operation_id="listApiTokens", summary="List your active API tokens")
     async def list_tokens(self, current_user: CurrentUser, db_session: AsyncSession) -> ApiTokenList:
