@@ -1,10 +1,10 @@
 """Benchmark: 20 concurrent container creations on the simulator (SPEC §11: makespan <= 1.5 x one creation).
 
-Everything on loopback in this process: a fresh PostgreSQL database and Redis key prefix, the Proxmox simulator
-(with Proxmox-like task durations), the API app (in-process ASGI) sending to a StubBroker, and the in-process
-worker (dramatiq worker threads, one shared event loop for the async actors, as in a worker process). Creates
-one container from the `web-hello` example template and times it, then `--count` at once and times the
-makespan (first request to last terminal operation). Prints both and the ratio.
+Everything on loopback, in the shape of a deployment: a fresh PostgreSQL database and Redis key prefix, the
+Proxmox simulator as its own process (`infrahaus pvesim`, Proxmox-like task durations), one worker process
+(`infrahaus worker --processes 1 --threads COUNT`), and the API app in this process (in-process ASGI) sending
+through Redis. Creates one container from the `web-hello` example template and times it, then `--count` at
+once and times the makespan (first request to last terminal operation). Prints both and the ratio.
 
 Not a test: `uv run python -m tests.bench.concurrent_creations [--count 20] [--task-duration 2.0]`.
 Needs PostgreSQL and Redis on 127.0.0.1 (the test suite's).
@@ -15,6 +15,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,15 +32,12 @@ import redis
 
 from infrahaus_api.app import create_app
 from infrahaus_domain import migrations
-from infrahaus_domain.crypto import generate_key
+from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.settings import Settings
-from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
-from infrahaus_worker.broker import build_stub_broker
-from infrahaus_worker.inprocess import start_inprocess_worker
-from infrahaus_worker.pipeline.plan import Limits
+from infrahaus_proxmox import fetch_certificate
+from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
 from tests.fixtures.api import create_user_with_token
-from tests.fixtures.nodes import node_body
 
 PG_ADMIN_DSN = os.environ.get("INFRAHAUS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("INFRAHAUS_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -104,32 +104,93 @@ async def _create(http: httpx.AsyncClient, template_id: str, vmid: int) -> str:
     return op_id
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infrahaus.cli", *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
+async def _fingerprint(port: int) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return (await fetch_certificate("127.0.0.1", port)).fingerprint_sha256
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def run(count: int, task_duration: float) -> float:
     with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(database_url)
         await migrations.upgrade(engine)
         await engine.dispose()
-        simulator_config = SimulatorConfig(
-            data_dir=Path(tmp) / "pvesim", nodes=[SimNodeConfig(name="pve")], task_duration=task_duration
-        )
-        simulator = Simulator(simulator_config)
-        await simulator.start()
-        node = simulator.nodes[0]
+        key = generate_key("bench")
         settings = Settings(
             database_url=database_url,
             redis_url=REDIS_URL,
             redis_prefix=prefix,
-            encryption_keys=(generate_key("bench"),),
+            encryption_keys=(key,),
             templates_dir=TEMPLATES_DIR,
             cookie_secure=False,
-            worker_concurrency=count,
             log_level="WARNING",
             log_format="text",
         )
-        broker = build_stub_broker()
-        app = create_app(settings, broker=broker)
-        worker = start_inprocess_worker(settings, broker, limits=Limits(), threads=count, reconcile=False)
-        try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
+        env.update(
+            {
+                "INFRAHAUS_DATABASE_URL": database_url,
+                "INFRAHAUS_REDIS_URL": REDIS_URL,
+                "INFRAHAUS_REDIS_PREFIX": prefix,
+                "INFRAHAUS_ENCRYPTION_KEYS": format_key(key),
+                "INFRAHAUS_LOG_LEVEL": "WARNING",
+                "INFRAHAUS_LOG_FORMAT": "text",
+            }
+        )
+        api_port, ssh_port = _free_port(), _free_port()
+        sim_argv = ["pvesim", "--port", str(api_port), "--ssh-port", str(ssh_port)]
+        sim_argv += ["--task-duration", str(task_duration), "--data-dir", str(Path(tmp) / "pvesim")]
+        worker_argv = ["worker", "--processes", "1", "--threads", str(count)]
+        with (
+            _process(sim_argv, env, Path(tmp) / "pvesim.log"),
+            _process(worker_argv, env, Path(tmp) / "worker.log"),
+        ):
+            node = {
+                "name": "pve",
+                "host": "127.0.0.1",
+                "port": api_port,
+                "token_id": DEMO_TOKEN_ID,
+                "token_secret": DEMO_TOKEN_SECRET,
+                "tls_fingerprint": await _fingerprint(api_port),
+                "ssh_port": ssh_port,
+                "ssh_username": "root",
+                "ssh_password": DEMO_PASSWORD,
+            }
+            app = create_app(settings)
             async with _lifespan(app):
                 _, token = await create_user_with_token(settings, "bench@pve")
                 transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
@@ -139,7 +200,7 @@ async def run(count: int, task_duration: float) -> float:
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=60,
                 ) as http:
-                    (await http.post("/api/nodes", json=node_body(node, simulator_config))).raise_for_status()
+                    (await http.post("/api/nodes", json=node)).raise_for_status()
                     (await http.post("/api/templates/discover")).raise_for_status()
                     items = (await http.get("/api/templates", params={"q": "web-hello"})).json()["items"]
                     template_id = next(t["id"] for t in items if t["name"] == "web-hello")
@@ -152,9 +213,6 @@ async def run(count: int, task_duration: float) -> float:
                     op_ids = await asyncio.gather(*(_create(http, template_id, 300 + i) for i in range(count)))
                     results = await _wait_all(http, list(op_ids), timeout=600)
                     makespan = time.monotonic() - started
-        finally:
-            worker.stop(timeout=30)
-            await simulator.stop()
     failed = [op for op in [*single.values(), *results.values()] if op["status"] != "succeeded"]
     ratio = makespan / one
     print(f"one creation:              {one:6.2f} s")  # noqa: T201

@@ -13,6 +13,8 @@ from infrahaus_worker.pipeline.plan import FilePlan, PlanError, check_dir, check
 
 STEP = "files"
 START, END = 40, 55
+# A constant script; the paths arrive as positional arguments, never inside the script text.
+_PROBE = 'mkdir -p -- "$1" || exit 2; [ -e "$2" ]'
 
 
 async def run(env: PipelineEnv) -> None:
@@ -33,8 +35,12 @@ async def write_file(env: PipelineEnv, file: FilePlan) -> str:
     except PlanError as exc:
         raise StepError.of("validation_failed", str(exc), step=STEP) from None
     path = f"{directory.rstrip('/')}/{file.name}"
-    await _exec(env, ["mkdir", "-p", "--", directory])
-    exists = (await env.runner.exec(env.vmid, ["test", "-e", path], timeout=30)).exit_code == 0
+    # One round trip: create the directory, then say whether the file is there (0 yes, 1 no, 2 mkdir failed).
+    probe = await env.runner.exec(env.vmid, ["sh", "-c", _PROBE, "infrahaus-files", directory, path], timeout=60)
+    if probe.exit_code not in (0, 1):
+        detail = (probe.stderr or probe.stdout or [""])[-1]
+        raise StepError.of("file_failed", f"Cannot create {directory}: {detail}", step=STEP)
+    exists = probe.exit_code == 0
     outcome = "written"
     if exists and file.policy == "default":
         return "kept existing (policy default)"

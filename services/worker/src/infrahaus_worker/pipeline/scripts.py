@@ -17,6 +17,7 @@ from infrahaus_worker.pipeline.plan import PlanError, ScriptPlan, check_name
 STEP = "scripts"
 START, END = 65, 90
 RUNNER = 'source "$1" && source "$2"'
+_FRESH_DIR = 'rm -rf -- "$1" && mkdir -m 700 -p -- "$1"'
 
 
 async def run(env: PipelineEnv) -> None:
@@ -32,8 +33,10 @@ async def run(env: PipelineEnv) -> None:
             raise StepError.of("validation_failed", str(exc), step=STEP) from None
     workdir = env.workdir
     helpers = f"{workdir}/infrahaus-helpers.sh"
-    await env.runner.exec(env.vmid, ["rm", "-rf", "--", workdir], timeout=30)
-    await env.runner.exec(env.vmid, ["mkdir", "-m", "700", "-p", "--", workdir], timeout=30)
+    # A fresh private directory (a resumed operation may find a half-filled one); the path is an argument.
+    made = await env.runner.exec(env.vmid, ["sh", "-c", _FRESH_DIR, "infrahaus-scripts", workdir], timeout=30)
+    if made.exit_code != 0:
+        raise StepError.of("file_failed", f"Cannot create {workdir} in the container", step=STEP)
     try:
         await env.runner.push(env.vmid, helpers_script(), helpers, mode=0o600)
         for index, script in enumerate(scripts):
