@@ -21,8 +21,6 @@ from infrahaus_worker.context import WorkerContext
 from infrahaus_worker.pipeline.plan import Limits
 from tests.fixtures.api import UserClient
 
-pytest_plugins = ["tests.fixtures.nodes"]
-
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
 
 # Short limits keep failure paths fast; nothing in the simulator needs long.
