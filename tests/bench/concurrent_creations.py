@@ -35,7 +35,7 @@ from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.settings import Settings
-from infrahaus_proxmox import fetch_certificate
+from infrahaus_proxmox import ProxmoxUnreachable, fetch_certificate
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
 from tests.fixtures.api import create_user_with_token
 
@@ -138,7 +138,7 @@ async def _fingerprint(port: int) -> str:
     while True:
         try:
             return (await fetch_certificate("127.0.0.1", port)).fingerprint_sha256
-        except OSError:
+        except ProxmoxUnreachable:  # the simulator is still starting
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)

@@ -240,11 +240,9 @@ def to_operation_error(info: FailureInfo) -> OperationError:
 
 
 async def fail(ctx: WorkerContext, operation_id: UUID, info: FailureInfo) -> None:
+    # Only the code and step: details and output lines go to the operation, never into process logs.
     log.warning(
-        "operation %s failed: %s",
-        operation_id,
-        info.code,
-        extra={"operation_id": str(operation_id), "error": msgspec.to_builtins(info)},
+        "operation %s failed: %s", operation_id, info.code, extra={"operation_id": str(operation_id), "step": info.step}
     )
     async with unit(ctx) as u:
         await u.operations.fail(operation_id, to_operation_error(info))
