@@ -89,10 +89,6 @@ class FailureInfo(msgspec.Struct, kw_only=True):
     manager: str | None = None
     script: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form without empty members."""
-        return {k: v for k, v in msgspec.to_builtins(self).items() if v is not None}
-
 
 class StepError(Exception):
     """A classified failure raised by a pipeline step or lifecycle action."""
@@ -159,7 +155,3 @@ def _code_for(exc: BaseException) -> tuple[str, dict[str, Any]]:
         return classify_text([str(exc)], "proxmox_error"), {}
     return "internal_error", {}
 
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying the whole message later: the node was unreachable or the SSH link dropped."""
-    return isinstance(exc, ProxmoxUnreachable | SshUnreachable)
