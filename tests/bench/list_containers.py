@@ -1,12 +1,13 @@
 """Benchmark: `GET /api/containers` over 5 nodes x 100 containers with 50 ms node latency (SPEC §11: p50 ≤ 1.3 x the
 slowest node's latency), and authenticated `GET /api/nodes` throughput against a bare Litestar endpoint (≥ 0.5).
 
-Everything runs on loopback: a fresh PostgreSQL database, a Redis key prefix, the Proxmox simulator (5 nodes, in
-this process) and the API under uvicorn (`infrahaus api`, a child process). The API's inventory cache is DISABLED
-(`INFRAHAUS_INVENTORY_CACHE_MS=0`), so every sampled list call asks all 5 nodes; the pooled node connections stay
-warm, as they would in production. Samples are taken one at a time (closed loop, one client): first the plain
-`GET /api/containers` (the default page of 50 newest; the target is judged on it), then `?limit=500` (all 500 items
-in one page, which adds the cost of building and sending 500 items).
+Everything runs on loopback: a fresh PostgreSQL database, a Redis key prefix, 5 simulated Proxmox nodes (one
+`infrahaus pvesim` process each, like separate machines, each with 133 guests of which 100 are containers,
+answering every request after 50 ms) and the API under uvicorn (`infrahaus api`, one worker). The API's inventory
+cache is DISABLED (`INFRAHAUS_INVENTORY_CACHE_MS=0`), so every sampled list call asks all 5 nodes; the pooled node
+connections stay warm, as they would in production. Samples are taken one at a time (closed loop, one client):
+first the plain `GET /api/containers` (the default page of 50 newest; the target is judged on it), then
+`?limit=500` (all 500 items in one page, which adds the cost of building and sending 500 items).
 
 Throughput: a bare Litestar app (one `@get` returning a small JSON object) is served by uvicorn with the settings
 `infrahaus api` uses (1 worker, no access log, proxy headers, no server header); both servers are driven by the same
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,17 +45,29 @@ from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.models.containers import Container
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_proxmox import fetch_certificate
+from infrahaus_proxmox.errors import ProxmoxError
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
-from infrahaus_proxmox.simulator.state import SimGuest
 from tests.bench.vmid_check import REDIS_URL, _api_server, _database, _free_port, _percentile, _redis_prefix
 
 NODES = 5
 PER_NODE = 100
+GUESTS = 133  # pvesim's layout: 100 LXC containers and 33 QEMU VMs
 LATENCY = 0.050
 TARGET_LIST_RATIO = 1.3
 TARGET_THROUGHPUT_RATIO = 0.5
 RESULTS = Path("bench-results") / "list_containers.json"
+_SERVER_TIMING = re.compile(r"app;dur=([0-9.]+)")
+
+
+@dataclass
+class SimNode:
+    """One simulated node served by its own `infrahaus pvesim` process."""
+
+    name: str
+    api_port: int
+    ssh_port: int
+    fingerprint: str = ""
 
 
 @get("/bare", sync_to_thread=False)
@@ -107,34 +122,55 @@ async def _bare_server(port: int) -> AsyncIterator[str]:
             process.wait()
 
 
-def _populate(node: RunningNode, first_vmid: int) -> list[int]:
-    vmids = list(range(first_vmid, first_vmid + PER_NODE))
-    for vmid in vmids:
-        running = vmid % 2 == 0
-        guest = SimGuest(
-            vmid=vmid,
-            type="lxc",
-            config={
-                "hostname": f"ct{vmid}",
-                "ostype": "debian",
-                "cores": "1",
-                "memory": "512",
-                "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G",
-            },
-            status="running" if running else "stopped",
-        )
-        if running:
-            guest.started_at = time.time() - 60
-        node.state.guests[vmid] = guest
-    return vmids
+def _lxc_vmids() -> list[int]:
+    """The LXC guests `pvesim --guests 133` pre-populates: every fourth of VMIDs 100..232 is a QEMU VM, so 100
+    containers remain, every other one running."""
+    return [100 + index for index in range(GUESTS) if index % 4 != 3]
 
 
-async def _register(client: httpx.AsyncClient, sim: Simulator) -> dict[str, str]:
+@contextlib.asynccontextmanager
+async def _simulated_nodes(data_dir: Path) -> AsyncIterator[list[SimNode]]:
+    """One `infrahaus pvesim` process per node (like separate machines), each answering after `LATENCY`."""
+    nodes: list[SimNode] = []
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for index in range(NODES):
+            node = SimNode(name=f"pve{index + 1}", api_port=_free_port(), ssh_port=_free_port())
+            argv = [sys.executable, "-m", "infrahaus.cli", "pvesim", "--node", node.name]
+            argv += ["--port", str(node.api_port), "--ssh-port", str(node.ssh_port), "--latency", str(LATENCY)]
+            argv += ["--guests", str(GUESTS), "--data-dir", str(data_dir / node.name)]
+            processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL))
+            nodes.append(node)
+        deadline = time.monotonic() + 60
+        for node, process in zip(nodes, processes, strict=True):
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"pvesim for {node.name} exited with {process.returncode}")
+                try:
+                    node.fingerprint = (await fetch_certificate("127.0.0.1", node.api_port)).fingerprint_sha256
+                    break
+                except ProxmoxError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"pvesim for {node.name} did not start within 60 s") from None
+                    await asyncio.sleep(0.2)
+        yield nodes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def _register(client: httpx.AsyncClient, nodes: list[SimNode]) -> dict[str, str]:
     login = await client.post("/api/auth/login", json={"username": DEMO_USER, "password": DEMO_PASSWORD})
     login.raise_for_status()
     client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
     ids: dict[str, str] = {}
-    for node in sim.nodes:
+    for node in nodes:
         created = await client.post(
             "/api/nodes",
             json={
@@ -165,7 +201,7 @@ async def _insert_containers(database_url: str, user_id: str, placements: list[t
                     vmid=vmid,
                     hostname=f"ct{vmid}",
                     lifecycle="ready",
-                    ip_address=f"10.0.{vmid // 250}.{vmid % 250}",
+                    ip_address=f"10.0.{index // 250}.{index % 250}",
                     request={},
                 )
                 container.created_at = base + timedelta(milliseconds=index)
@@ -175,22 +211,26 @@ async def _insert_containers(database_url: str, user_id: str, placements: list[t
         await engine.dispose()
 
 
-async def _sample_list(client: httpx.AsyncClient, samples: int, limit: int | None) -> list[float]:
-    """`samples` sequential list calls (`limit` None: the default page of 50); checks every answer is complete."""
+async def _sample_list(client: httpx.AsyncClient, samples: int, limit: int | None) -> tuple[list[float], list[float]]:
+    """`samples` sequential list calls (`limit` None: the default page of 50); checks every answer is complete.
+    Returns client-side latencies and the server's own (`Server-Timing: app;dur=`), in ms."""
     params = {"limit": limit} if limit is not None else {}
     expected = limit or 50
     latencies: list[float] = []
+    server: list[float] = []
     for _ in range(samples):
         started = time.perf_counter()
         response = await client.get("/api/containers", params=params)
         latencies.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
+        if match := _SERVER_TIMING.search(response.headers.get("server-timing", "")):
+            server.append(float(match[1]))
         body = response.json()
         if len(body["items"]) != expected or body["unreachable_nodes"]:
             raise RuntimeError(f"incomplete list: {len(body['items'])} items, {body['unreachable_nodes']}")
         if any(item["status"] == "unknown" for item in body["items"]):
             raise RuntimeError("a container shows unknown status")
-    return latencies
+    return latencies, server
 
 
 async def _throughput(url: str, headers: dict[str, str], concurrency: int, duration: float) -> tuple[float, int]:
@@ -227,18 +267,14 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
         engine = create_engine(database_url)
         await migrations.upgrade(engine)
         await engine.dispose()
-        config = SimulatorConfig(
-            data_dir=Path(tmp) / "pvesim", nodes=[SimNodeConfig(name=f"pve{i + 1}") for i in range(NODES)]
-        )
-        async with Simulator(config) as sim:
-            auth_node = sim.nodes[0]
+        async with _simulated_nodes(Path(tmp)) as nodes:
             env = {
                 "INFRAHAUS_DATABASE_URL": database_url,
                 "INFRAHAUS_REDIS_URL": REDIS_URL,
                 "INFRAHAUS_REDIS_PREFIX": prefix,
                 "INFRAHAUS_ENCRYPTION_KEYS": format_key(generate_key("bench")),
-                "INFRAHAUS_AUTH_PVE_URL": auth_node.api_url,
-                "INFRAHAUS_AUTH_PVE_FINGERPRINT": auth_node.fingerprint,
+                "INFRAHAUS_AUTH_PVE_URL": f"https://127.0.0.1:{nodes[0].api_port}",
+                "INFRAHAUS_AUTH_PVE_FINGERPRINT": nodes[0].fingerprint,
                 "INFRAHAUS_COOKIE_SECURE": "false",
                 "INFRAHAUS_LOG_LEVEL": "WARNING",
                 # Every sampled list call fans out to all nodes.
@@ -248,18 +284,14 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
                 _api_server(env, _free_port(), 1) as base_url,
                 httpx.AsyncClient(base_url=base_url, timeout=30.0) as client,
             ):
-                ids = await _register(client, sim)
+                ids = await _register(client, nodes)
                 user_id = (await client.get("/api/auth/me")).json()["user"]["id"]
-                placements: list[tuple[str, int]] = []
-                for index, node in enumerate(sim.nodes):
-                    placements += [(ids[node.name], vmid) for vmid in _populate(node, 1000 * (index + 1))]
+                placements = [(ids[node.name], vmid) for node in nodes for vmid in _lxc_vmids()]
                 await _insert_containers(database_url, user_id, placements)
-                for node in sim.nodes:
-                    node.faults.latency = LATENCY
                 await _sample_list(client, 5, None)  # warm-up: pooled node connections, first-request costs
-                latencies = await _sample_list(client, samples, None)
-                full = await _sample_list(client, samples, NODES * PER_NODE)
-                slowest = max(node.faults.latency for node in sim.nodes) * 1000
+                latencies, server = await _sample_list(client, samples, None)
+                full, _ = await _sample_list(client, samples, NODES * PER_NODE)
+                slowest = LATENCY * 1000
 
                 cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
                 nodes_rps, nodes_errors = await _throughput(
@@ -271,6 +303,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
     load = os.getloadavg()[0]
     p50, p99 = statistics.median(latencies), _percentile(latencies, 0.99)
     full_p50, full_p99 = statistics.median(full), _percentile(full, 0.99)
+    server_p50 = statistics.median(server) if server else None
     ratio = p50 / slowest
     throughput_ratio = nodes_rps / bare_rps if bare_rps else 0.0
     list_ok = ratio <= TARGET_LIST_RATIO
@@ -288,6 +321,8 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
     target = f"≤ {TARGET_LIST_RATIO} x"
     _out(f"| list p50 (page of 50) | {p50:.1f} ms ({ratio:.2f} x slowest node) | {target} | {_verdict(list_ok)} |")
     _out(f"| list p99 (page of 50) | {p99:.1f} ms ({p99 / slowest:.2f} x slowest node) | - | - |")
+    if server_p50 is not None:
+        _out(f"| list p50 server-side (page of 50) | {server_p50:.1f} ms ({server_p50 / slowest:.2f} x) | - | - |")
     _out(f"| list all 500, p50 | {full_p50:.1f} ms ({full_p50 / slowest:.2f} x slowest node) | - | - |")
     _out(f"| list all 500, p99 | {full_p99:.1f} ms ({full_p99 / slowest:.2f} x slowest node) | - | - |")
     _out(f"| GET /api/nodes | {nodes_rps:.0f} req/s ({nodes_errors} errors) | - | - |")
@@ -307,6 +342,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
                 "list_p99_ms": round(p99, 2),
                 "list_p50_ratio": round(ratio, 3),
                 "list_p99_ratio": round(p99 / slowest, 3),
+                "list_server_p50_ms": round(server_p50, 2) if server_p50 is not None else None,
                 "list_all_p50_ms": round(full_p50, 2),
                 "list_all_p99_ms": round(full_p99, 2),
                 "list_all_p50_ratio": round(full_p50 / slowest, 3),
