@@ -141,3 +141,19 @@ async def test_readiness_fails_as_a_problem_when_a_dependency_is_down(settings: 
         assert "database" in body["detail"]
         assert "redis" in body["detail"]
         assert "broker" in body["detail"]
+
+
+async def test_unreachable_database_and_redis_answer_503(settings: Settings) -> None:
+    broken = create_app(
+        Settings(
+            database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+            redis_url="redis://127.0.0.1:1/0",
+            encryption_keys=settings.encryption_keys,
+        )
+    )
+    async with running(broken), api_client(broken) as http:
+        bearer = await http.get("/api/auth/me", headers={"Authorization": "Bearer ihs_0123456789abcdef_secret"})
+        assert_problem(bearer, 503, "service_unavailable")
+        http.cookies.set("infrahaus_session", "some-session", domain="testserver.local")
+        cookie = await http.get("/api/auth/me")
+        assert_problem(cookie, 503, "service_unavailable")

@@ -16,7 +16,11 @@ from advanced_alchemy.exceptions import NotFoundError as AANotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.exc import OperationalError as SAOperationalError
 
 from infrahaus_domain.errors import (
     AuthenticationFailed,
@@ -133,6 +137,9 @@ def problem_response(
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_BACKEND_DOWN = (RedisConnectionError, RedisTimeoutError, SAOperationalError, SAInterfaceError, ConnectionError)
+
+
 def _domain_status(exc: DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in DOMAIN_STATUS:
@@ -205,6 +212,10 @@ def exception_to_problem(request: Request[Any, Any, Any], exc: Exception) -> Res
     if isinstance(exc, AAIntegrityError | SAIntegrityError):
         return problem_response(409, "conflict", "The request conflicts with existing data.")
     if isinstance(exc, HTTPException) and exc.status_code == 503:
+        return problem_response(503, "service_unavailable", "The service is temporarily unavailable.")
+    if isinstance(exc, _BACKEND_DOWN):
+        # The database or Redis is unreachable: say "try again later", log the cause, echo nothing.
+        logger.error("backend unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return problem_response(503, "service_unavailable", "The service is temporarily unavailable.")
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "internal_error", "An unexpected error occurred.")
