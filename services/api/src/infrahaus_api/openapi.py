@@ -14,6 +14,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, Operation, RequestBody, SecurityScheme
 
+from infrahaus_api.auth import SESSION_COOKIE
+
 
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
@@ -31,7 +33,7 @@ def openapi_config() -> OpenAPIConfig:
                 ),
                 "sessionCookie": SecurityScheme(
                     type="apiKey",
-                    name="infrahaus_session",
+                    name=SESSION_COOKIE,
                     security_scheme_in="cookie",
                     description="Session cookie from POST /api/auth/login; unsafe methods also need X-CSRF-Token.",
                 ),
