@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.proxmox_client",
     "tests.fixtures.nodes",
     "tests.fixtures.pct",
+    "tests.fixtures.private_services",
 ]
