@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -137,6 +138,7 @@ class DomainReporter:
         self.ctx = ctx
         self.claimed = claimed
         self.current_step: str | None = None
+        self._log_failed = False
         self._checkpoint: dict[str, Any] = {"created": claimed.pve_created, **claimed.result.get("checkpoint", {})}
 
     @property
@@ -155,14 +157,20 @@ class DomainReporter:
 
     async def line(self, text: str, *, stream: Stream, source: str) -> None:
         kind, _, name = source.partition(":")
-        await self.ctx.logbuffer.append(
-            self.claimed.container_id,
-            self.operation_id,
-            step=self.current_step or kind,
-            script=name if kind == "script" else None,
-            stream=stream,
-            line=text,
-        )
+        try:
+            await self.ctx.logbuffer.append(
+                self.claimed.container_id,
+                self.operation_id,
+                step=self.current_step or kind,
+                script=name if kind == "script" else None,
+                stream=stream,
+                line=text,
+            )
+        except (RedisError, OSError):
+            # A lost live-log line is better than a failed creation; the step itself is still recorded.
+            if not self._log_failed:
+                log.warning("live log of operation %s unavailable; continuing without it", self.operation_id)
+            self._log_failed = True
 
     async def event(self, type: str, message: str, meta: dict[str, Any] | None = None) -> None:
         async with unit(self.ctx) as u:
