@@ -1,5 +1,6 @@
 """GET /api/containers and /summary: live merge across nodes, filters, stable pagination, bad nodes, ownership."""
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -63,6 +64,34 @@ async def test_each_node_is_asked_once_and_concurrently(
         assert [r.path for r in fleet.node(name).requests] == [f"/api2/json/nodes/{name}/lxc"]
     # Sequential asking would take at least 1.2 s.
     assert elapsed < 1.1
+
+
+async def test_concurrent_lists_share_one_request_per_node(
+    user_client: UserClient, fleet: Fleet, add_container: AddContainer
+) -> None:
+    await add_container("pve1", 200)
+    for name in ("pve1", "pve2", "pve3"):
+        fleet.node(name).faults.latency = 0.3
+        fleet.node(name).requests.clear()
+    bodies = await asyncio.gather(*(list_page(user_client) for _ in range(4)))
+    assert all(body["items"][0]["status"] == "running" for body in bodies)
+    for name in ("pve1", "pve2", "pve3"):
+        assert len([r for r in fleet.node(name).requests if r.path.endswith("/lxc")]) == 1
+
+
+@pytest.mark.parametrize("read_settings", [{"inventory_cache_seconds": 0.0, "inventory_node_timeout": 0.8}])
+async def test_a_node_that_accepts_but_never_answers_is_reported_in_time(
+    user_client: UserClient, fleet: Fleet, add_container: AddContainer
+) -> None:
+    await add_container("pve1", 200)
+    fleet.node("pve1").faults.blackhole = True
+    started = time.perf_counter()
+    response = await user_client.http.get("/api/containers/summary")
+    assert time.perf_counter() - started < 2.5
+    summary = response.json()
+    assert summary["by_status"]["unknown"] == 1
+    assert [n["name"] for n in summary["unreachable_nodes"]] == ["pve1"]
+    assert [n["reachable"] for n in summary["nodes"]] == [False, True, True]
 
 
 async def test_active_operation_and_lifecycles_decide_allowed_actions(

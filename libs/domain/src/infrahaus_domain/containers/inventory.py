@@ -84,6 +84,7 @@ class LiveInventory:
         self.timeout = timeout
         self.cache_ttl = cache_ttl
         self._clients: dict[UUID, tuple[str, ProxmoxClient]] = {}
+        self._inflight: dict[str, asyncio.Future[NodeSnapshot]] = {}
 
     async def snapshots(self, nodes: Sequence[Node]) -> dict[UUID, NodeSnapshot]:
         """Every node's snapshot, fetched concurrently; the whole call takes at most about `timeout`."""
@@ -91,12 +92,24 @@ class LiveInventory:
         return {node.id: snap for node, snap in zip(nodes, results, strict=True)}
 
     async def snapshot(self, node: Node) -> NodeSnapshot:
-        """The node's containers from the cache, or from the node (then cached, failures too)."""
+        """The node's containers from the cache, or from the node (then cached, failures too).
+
+        Concurrent callers in this process share one request to the node (and a caller that gives up does not
+        cancel it for the others).
+        """
         key = f"inventory:{node.id}:{_version(node)}"
         if self.cache is not None and self.cache_ttl > 0:
             cached = await self.cache.get(key)
             if cached is not None:
                 return msgspec.msgpack.decode(cached, type=NodeSnapshot)
+        fetch = self._inflight.get(key)
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._fetch(node, key))
+            self._inflight[key] = fetch
+            fetch.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        return await asyncio.shield(fetch)
+
+    async def _fetch(self, node: Node, key: str) -> NodeSnapshot:
         try:
             guests = await self.call(node, lambda client: _lxc_list(client, node.pve_node))
             snap = NodeSnapshot(guests={g.vmid: g for g in guests})
@@ -151,7 +164,9 @@ class LiveInventory:
         return client
 
     async def aclose(self) -> None:
-        """Close every pooled client."""
+        """Close every pooled client (and stop fetches still running)."""
+        for fetch in list(self._inflight.values()):
+            fetch.cancel()
         clients = [client for _, client in self._clients.values()]
         self._clients.clear()
         for client in clients:
