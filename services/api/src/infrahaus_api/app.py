@@ -105,6 +105,9 @@ def create_app(
         # Registered so the app's lifespan closes the session store's Redis client.
         stores={"sessions": resources.session_store},
         on_shutdown=[close_resources],
+        # The process configured logging already (`configure_logging`: JSON or text, redacted, with ids); Litestar's
+        # default config would replace the root handlers with its own plain format.
+        logging_config=None,
         debug=False,
     )
     app.state.resources = resources

@@ -37,7 +37,7 @@ from infrahaus_domain.metrics import OPERATION_DURATION, OPERATIONS, QUEUE_DEPTH
 from infrahaus_domain.models.containers import TERMINAL_STATUSES, Operation
 from infrahaus_domain.settings import Settings
 
-log = logging.getLogger("infrahaus.worker.metrics")
+log = logging.getLogger("infrahaus.worker")
 
 # Passed by `infrahaus worker` to the metrics process it asks dramatiq to fork.
 METRICS_PORT_ENV = "INFRAHAUS_WORKER_METRICS_PORT"
@@ -51,13 +51,13 @@ class ActorLogContext(Middleware):
     """Binds `operation_id` (when the message carries one) and `actor` while a message is processed."""
 
     def __init__(self) -> None:
-        self._active: dict[str, AbstractContextManager[None]] = {}
+        self._active: dict[str, tuple[AbstractContextManager[None], float]] = {}
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         operation_id = message.kwargs.get("operation_id")
         context = log_context(operation_id=str(operation_id) if operation_id else None, actor=message.actor_name)
         context.__enter__()
-        self._active[message.message_id] = context
+        self._active[message.message_id] = (context, time.perf_counter())
 
     def after_process_message(
         self,
@@ -67,8 +67,19 @@ class ActorLogContext(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        context = self._active.pop(message.message_id, None)
-        if context is not None:
+        active = self._active.pop(message.message_id, None)
+        if active is None:
+            return
+        context, started = active
+        try:
+            # One line per message, inside its context: which actor, which operation, how long, how it ended.
+            log.info(
+                "%s %s",
+                message.actor_name,
+                "done" if exception is None else f"raised {type(exception).__name__}",
+                extra={"duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+        finally:
             context.__exit__(None, None, None)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:

@@ -1,0 +1,338 @@
+"""The production shape end to end: `infrahaus migrate`, two `infrahaus api` processes and `infrahaus worker` against
+PostgreSQL (a database of this module's own) and Redis, with the simulator served by the test's event loop.
+
+Covers: a session opened on one API process works on the other (cookie and CSRF token), a creation sent to one and
+followed over SSE on the other, `/metrics` of both kinds of process after it, JSON logs with ids and no secret,
+`/health/ready` with the broker, and graceful shutdown: a worker drains on SIGTERM and hands back what it cannot
+finish, which the next worker resumes; `infrahaus dev` stopped with Ctrl-C leaves no operation half-done.
+"""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from infrahaus_domain.crypto import format_key, generate_key
+from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimToken, SimulatorConfig
+from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE, DEMO_TOKEN_ID
+from tests.fixtures.dev import free_port
+from tests.fixtures.nodes import node_body
+from tests.fixtures.processes import Processes, wait_live
+from tests.fixtures.services import PG_ADMIN_DSN
+
+pytestmark = pytest.mark.e2e
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+# Distinct secrets, so a leak cannot hide behind a common word.
+LOGIN_PASSWORD = "login-Pw-4c1f9e"
+TOKEN_SECRET = "token-Secret-8b2d71"
+SSH_PASSWORD = "ssh-Pw-93e0aa"
+SECRETS = (LOGIN_PASSWORD, TOKEN_SECRET, SSH_PASSWORD)
+SLOW_SCRIPT = 'log_info "start"\nsleep 5\nlog_info "end"\n'
+
+
+@pytest.fixture
+def simulator_config(tmp_path: Path) -> SimulatorConfig:
+    return SimulatorConfig(
+        data_dir=tmp_path / "pvesim",
+        nodes=[SimNodeConfig(name="pve", ssh_users={"root": SSH_PASSWORD})],
+        users={"root@pam": LOGIN_PASSWORD},
+        tokens={DEMO_TOKEN_ID: SimToken(secret=TOKEN_SECRET, privsep=False)},
+        task_duration=0.02,
+    )
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A PostgreSQL database created for this test (empty: `infrahaus migrate` builds the schema)."""
+    name = f"infrahaus_prod_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def env(database_url: str, redis_url: str, redis_prefix: str, sim_node: RunningNode) -> dict[str, str]:
+    """The product processes' environment: JSON logs, the simulator as login server, short worker limits."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INFRAHAUS_", "PROMETHEUS_"))}
+    environ.update(
+        {
+            "INFRAHAUS_DATABASE_URL": database_url,
+            "INFRAHAUS_REDIS_URL": redis_url,
+            "INFRAHAUS_REDIS_PREFIX": f"{redis_prefix}{uuid.uuid4().hex[:8]}:",
+            "INFRAHAUS_ENCRYPTION_KEYS": format_key(generate_key("prod1")),
+            "INFRAHAUS_AUTH_SERVERS": json.dumps(
+                [{"name": "pve", "url": sim_node.api_url, "fingerprint": sim_node.fingerprint}]
+            ),
+            "INFRAHAUS_TEMPLATES_DIR": str(TEMPLATES_DIR),
+            "INFRAHAUS_COOKIE_SECURE": "false",
+            "INFRAHAUS_LOG_FORMAT": "json",
+            "INFRAHAUS_WORKER_HEARTBEAT_INTERVAL": "1",
+            "INFRAHAUS_WORKER_BROKER_HEARTBEAT": "3",
+            "INFRAHAUS_WORKER_RECONCILE_INTERVAL": "2",
+            "INFRAHAUS_WORKER_HEARTBEAT_STALE": "45",
+            "INFRAHAUS_WORKER_REQUEUE_AFTER": "20",
+        }
+    )
+    return environ
+
+
+@pytest.fixture
+def processes(env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    migrate = subprocess.run(
+        [sys.executable, "-m", "infrahaus.cli", "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    procs = Processes(env, tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def start_api(processes: Processes, name: str, *, workers: int) -> tuple[str, Coroutine[Any, Any, None]]:
+    """Start `infrahaus api`; returns its base URL and a coroutine that waits until it is ready."""
+    port = free_port()
+    process = processes.start(name, "api", "--port", str(port), "--workers", str(workers))
+    base_url = f"http://127.0.0.1:{port}"
+    return base_url, wait_live(f"{base_url}/health/ready", process, what=name, timeout=120)
+
+
+def start_worker(processes: Processes, *extra: str, count: int = 2) -> tuple[str, Coroutine[Any, Any, None]]:
+    """Start `infrahaus worker`; returns its metrics URL and a coroutine that waits until it answers."""
+    port = free_port()
+    process = processes.start(
+        "worker", "worker", "--processes", str(count), "--threads", "2", "--metrics-port", str(port), *extra
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    return url, wait_live(url, process, what="worker metrics", timeout=120)
+
+
+async def login(http: httpx.AsyncClient) -> str:
+    """Log in with the simulator's user; returns the CSRF token (the session cookie stays in `http`)."""
+    response = await http.post("/api/auth/login", json={"username": "root@pam", "password": LOGIN_PASSWORD})
+    assert response.status_code == 200, response.text
+    csrf: str = response.json()["csrf_token"]
+    return csrf
+
+
+async def wait_operation(
+    http: httpx.AsyncClient, op_id: str, *, step: str | None = None, timeout: float = 90
+) -> dict[str, Any]:
+    """Poll the operation until it is terminal (or reaches `step`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        op: dict[str, Any] = (await http.get(f"/api/operations/{op_id}")).json()
+        if op["status"] in TERMINAL or (step is not None and op["step"] == step):
+            return op
+        assert time.monotonic() < deadline, op
+        await asyncio.sleep(0.2)
+
+
+async def sse_events(http: httpx.AsyncClient, path: str, *, timeout: float = 90) -> list[tuple[str, str]]:
+    """(event, data) pairs of an SSE stream, read until its `done` event."""
+    events: list[tuple[str, str]] = []
+    event = ""
+    async with asyncio.timeout(timeout), http.stream("GET", path, timeout=None) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                events.append((event, line.partition(":")[2].strip()))
+                if event == "done":
+                    return events
+    raise AssertionError(f"the stream ended without a done event: {events}")
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of one Prometheus sample whose labels include `labels`, or None."""
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        series, _, value = line.rpartition(" ")
+        found = dict(re.findall(r'(\w+)="([^"]*)"', series))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+def json_lines(log: str, what: str) -> list[dict[str, Any]]:
+    """Every non-empty line of a process's output, each parsed as one JSON object (fails on any other line)."""
+    records = []
+    for line in log.splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise AssertionError(f"{what}: not a JSON log line: {line!r}") from None
+    return records
+
+
+async def template_id(http: httpx.AsyncClient, name: str) -> str:
+    response = await http.get("/api/templates", params={"q": name})
+    [found] = [t["id"] for t in response.json()["items"] if t["name"] == name]
+    return str(found)
+
+
+async def test_two_api_processes_and_a_worker(
+    processes: Processes, sim_node: RunningNode, simulator_config: SimulatorConfig
+) -> None:
+    # Started together: each boots while the others do.
+    api1, api1_ready = start_api(processes, "api1", workers=2)
+    api2, api2_ready = start_api(processes, "api2", workers=1)
+    worker_metrics, worker_ready = start_worker(processes)
+    await asyncio.gather(api1_ready, api2_ready, worker_ready)
+
+    async with httpx.AsyncClient(base_url=api1, timeout=30) as one:
+        ready = (await one.get("/health/ready")).json()
+        assert ready["checks"] == {"database": "ok", "redis": "ok", "broker": "ok"}
+        csrf = await login(one)
+        # The same session cookie and CSRF token on the other process: reads and writes work there too.
+        async with httpx.AsyncClient(
+            base_url=api2, timeout=30, cookies=one.cookies, headers={"X-CSRF-Token": csrf}
+        ) as two:
+            me = await two.get("/api/auth/me")
+            assert me.status_code == 200, me.text
+            assert me.json()["user"]["userid"] == "root@pam"
+            node = await two.post("/api/nodes", json=node_body(sim_node, simulator_config))
+            assert node.status_code == 201, node.text
+
+            one.headers["X-CSRF-Token"] = csrf
+            synced = await one.post("/api/templates/discover")
+            assert synced.status_code in (200, 201), synced.text
+            created = await one.post(
+                "/api/containers",
+                json={"hostname": "prod-web", "template_id": await template_id(one, "web-hello"), "vmid": 170},
+            )
+            assert created.status_code == 202, created.text
+            container_id = created.json()["container"]["id"]
+            op_id = created.json()["operation"]["id"]
+
+            events = await sse_events(two, f"/api/containers/{container_id}/progress")
+            assert events[-1][0] == "done"
+            assert json.loads(events[-1][1]) == {"operation_id": op_id, "status": "succeeded"}
+            assert "step" in {event for event, _ in events}
+            op = (await two.get(f"/api/operations/{op_id}")).json()
+            assert op["status"] == "succeeded", op
+            assert (await one.get(f"/api/containers/{container_id}")).json()["lifecycle"] == "ready"
+
+        # The live inventory asks the node: a Proxmox call from an API process.
+        assert (await one.get("/api/containers")).status_code == 200
+        api_metrics = (await one.get("/metrics")).text
+    assert sample(api_metrics, "infrahaus_http_request_duration_seconds_count", method="POST", route="/api/containers")
+    assert sample(api_metrics, "infrahaus_http_requests_total", route="/api/auth/login", status="200") == 1
+    assert sample(api_metrics, "infrahaus_proxmox_request_duration_seconds_count", method="GET", status="200")
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = (await http.get(worker_metrics)).text
+    assert sample(metrics, "infrahaus_operations_total", kind="create", outcome="succeeded") == 1
+    assert sample(metrics, "infrahaus_operation_duration_seconds_count", kind="create", outcome="succeeded") == 1
+    assert sample(
+        metrics, "infrahaus_proxmox_request_duration_seconds_count", method="POST", endpoint="/nodes/{node}/lxc"
+    )
+    assert sample(metrics, "infrahaus_queue_depth", queue="containers") == 0
+
+    # Graceful stop, then every line each process wrote must be JSON, carry its ids and no secret.
+    for name in ("api1", "api2", "worker"):
+        processes.kill(name, signal.SIGTERM)
+    for name in ("api1", "api2", "worker"):
+        log = processes.log(name)
+        for secret in SECRETS:
+            assert secret not in log, f"{name} logged a secret"
+        records = json_lines(log, name)
+        if name.startswith("api"):
+            access = [r for r in records if r["logger"] == "infrahaus.api.access"]
+            assert access, name
+            assert all(re.fullmatch(r"[0-9a-f]{32}", r["request_id"]) for r in access), name
+    worker_records = json_lines(processes.log("worker"), "worker")
+    runs = [r for r in worker_records if r.get("actor") == "container.create"]
+    assert runs, "no log line of the creation actor"
+    assert all(r["operation_id"] == op_id for r in runs)
+
+
+async def create_slow(http: httpx.AsyncClient, vmid: int) -> tuple[str, str]:
+    """A container whose creation spends a few seconds in its `scripts` step; (container id, operation id)."""
+    response = await http.post(
+        "/api/templates",
+        json={
+            "name": f"slow-{vmid}",
+            "os_template": DEMO_OSTEMPLATE,
+            "scripts": [{"name": "10-slow", "content": SLOW_SCRIPT, "position": 10}],
+        },
+    )
+    assert response.status_code == 201, response.text
+    response = await http.post(
+        "/api/containers", json={"hostname": f"slow-{vmid}", "template_id": response.json()["id"], "vmid": vmid}
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["container"]["id"], response.json()["operation"]["id"]
+
+
+@pytest.fixture
+async def session(
+    processes: Processes, sim_node: RunningNode, simulator_config: SimulatorConfig
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A logged-in client of one `infrahaus api` process, with the simulator's node registered."""
+    api, ready = start_api(processes, "api", workers=1)
+    await ready
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        http.headers["X-CSRF-Token"] = await login(http)
+        response = await http.post("/api/nodes", json=node_body(sim_node, simulator_config))
+        assert response.status_code == 201, response.text
+        yield http
+
+
+async def test_worker_drains_on_sigterm(session: httpx.AsyncClient, processes: Processes) -> None:
+    await start_worker(processes, "--drain-timeout", "30", count=1)[1]
+    container_id, op_id = await create_slow(session, 171)
+    await wait_operation(session, op_id, step="scripts")
+    worker = processes.running["worker"]
+    worker.send_signal(signal.SIGTERM)  # what systemd and Kubernetes send to the main process
+    await asyncio.wait_for(asyncio.to_thread(worker.wait), timeout=30)
+    # The running creation finished before the process left.
+    op = (await session.get(f"/api/operations/{op_id}")).json()
+    assert op["status"] == "succeeded", (op, processes.log("worker")[-3000:])
+    assert (await session.get(f"/api/containers/{container_id}")).json()["lifecycle"] == "ready"
+    assert worker.returncode == 0
+
+
+async def test_worker_hands_back_what_cannot_finish(
+    session: httpx.AsyncClient, processes: Processes, sim_node: RunningNode
+) -> None:
+    await start_worker(processes, "--drain-timeout", "1", count=1)[1]
+    container_id, op_id = await create_slow(session, 172)
+    await wait_operation(session, op_id, step="scripts")
+    worker = processes.running["worker"]
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(asyncio.to_thread(worker.wait), timeout=30)
+    log = processes.log("worker")
+    assert "handing back message" in log, log[-3000:]
+    # Not failed, not half-done: still running, for the next worker to take over.
+    op = (await session.get(f"/api/operations/{op_id}")).json()
+    assert op["status"] == "running", op
+
+    processes.running.pop("worker")
+    await start_worker(processes, count=1)[1]
+    op = await wait_operation(session, op_id, timeout=120)
+    assert op["status"] == "succeeded", (op, processes.log("worker")[-3000:])
+    assert (await session.get(f"/api/containers/{container_id}")).json()["lifecycle"] == "ready"
+    creates = [r for r in sim_node.requests if r.method == "POST" and r.path.endswith("/lxc")]
+    assert [r.params.get("vmid") for r in creates] == ["172"]
