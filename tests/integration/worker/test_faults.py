@@ -15,6 +15,7 @@ from infrahaus_domain.models.containers import Operation
 from infrahaus_domain.models.nodes import VmidReservation
 from infrahaus_proxmox.simulator import RunningNode
 from infrahaus_worker.actors.create import create_container
+from infrahaus_worker.actors.lifecycle import delete_container
 from infrahaus_worker.actors.runs import OperationBusyError, unit
 from infrahaus_worker.context import WorkerContext
 from infrahaus_worker.reconciler import reconcile
@@ -323,3 +324,31 @@ async def test_retry_after_a_failed_script_resumes_on_the_same_container(
     ct = await container(worker_ctx, container_id)
     assert ct is not None
     assert ct.lifecycle == "ready"
+
+
+async def test_delete_while_creating_cancels_the_creation(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template(
+        "cancelled", scripts=[("10-slow", SLOW_SCRIPT), ("20-after", 'echo "second script"\n')]
+    )
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=145)
+    creation = asyncio.create_task(create_container(worker_ctx, op_id))
+    await wait_for_step(worker_ctx, op_id, "scripts")
+
+    response = await user_client.http.delete(f"/api/containers/{container_id}")
+    assert response.status_code == 202, response.text
+    delete_op = response.json()["id"]
+    assert (await operation(worker_ctx, op_id)).status == "cancelled"
+    await delete_container(worker_ctx, delete_op)
+    await asyncio.wait_for(creation, 30)
+
+    op = await operation(worker_ctx, delete_op)
+    assert op.status == "succeeded", op.error
+    assert (await operation(worker_ctx, op_id)).status == "cancelled"
+    assert await container(worker_ctx, container_id) is None
+    assert 145 not in sim_node.state.guests
