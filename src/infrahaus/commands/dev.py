@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from infrahaus_api.app import create_app
 from infrahaus_domain import migrations
@@ -135,7 +136,7 @@ def _print_banner(
         f"  API          {base}/api",
         f"  OpenAPI      {base}/api/schema",
         f"  health       {base}/health/ready",
-        f"  database     {settings.database_url}",
+        f"  database     {make_url(settings.database_url).render_as_string(hide_password=True)}",
         "  worker       in-process threads",
     ]
     if report is not None:
