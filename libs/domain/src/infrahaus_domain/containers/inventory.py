@@ -138,6 +138,8 @@ class LiveInventory:
             raise NodeReadError(error.code, error.detail) from None
         except DomainError as exc:  # e.g. the node's secrets cannot be decrypted with the current keys
             raise NodeReadError(exc.code, exc.detail) from None
+        except ValueError:  # settings the client refuses (an URL it cannot build); never echoed, may hold secrets
+            raise NodeReadError("node_error", "The node's connection settings cannot be used.") from None
         finally:
             logger.debug("node %s answered in %.1f ms", node.id, (time.perf_counter() - started) * 1000)
 
