@@ -124,3 +124,17 @@ def test_key_material_is_not_in_the_repr() -> None:
     settings = Settings.from_env({"INFRAHAUS_ENCRYPTION_KEYS": format_key(key)})
     assert base64.b64encode(key.key).decode() not in repr(settings)
     assert "k1" in repr(settings)
+
+
+def test_passwords_in_urls_are_not_in_the_repr() -> None:
+    settings = Settings.from_env(
+        {
+            "INFRAHAUS_DATABASE_URL": "postgresql+psycopg://app:db-pass-123@db:5432/infrahaus",
+            "INFRAHAUS_REDIS_URL": "redis://:redis-pass-456@cache:6379/0",
+        }
+    )
+    text = repr(settings)
+    assert "db-pass-123" not in text
+    assert "redis-pass-456" not in text
+    assert "postgresql+psycopg://app:***@db:5432/infrahaus" in text
+    assert settings.database_url.endswith("db-pass-123@db:5432/infrahaus")

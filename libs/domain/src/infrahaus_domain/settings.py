@@ -74,6 +74,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     credentials_reveal_limit: int = 30
     credentials_reveal_window_seconds: int = 60
 
+    def __repr__(self) -> str:
+        # Database and Redis URLs may carry passwords; key material is hidden by EncryptionKey's own repr.
+        fields = ", ".join(
+            f"{name}={_hide_url_password(value) if isinstance(value, str) else value!r}"
+            for name, value in msgspec.structs.asdict(self).items()
+        )
+        return f"Settings({fields})"
+
     @property
     def embedded(self) -> bool:
         """True without Redis: in-memory cache, locks, event bus and sessions (one process only)."""
@@ -125,6 +133,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         if settings.session_absolute_seconds < settings.session_idle_seconds:
             raise SettingsError("INFRAHAUS_SESSION_ABSOLUTE_SECONDS", "must not be shorter than the idle timeout")
         return settings
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def _hide_url_password(value: str) -> str:
+    return repr(_URL_PASSWORD.sub(r"\1***@", value))
 
 
 def parse_keyring(text: str, variable: str) -> tuple[EncryptionKey, ...]:
