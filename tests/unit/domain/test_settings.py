@@ -136,5 +136,6 @@ def test_passwords_in_urls_are_not_in_the_repr() -> None:
     text = repr(settings)
     assert "db-pass-123" not in text
     assert "redis-pass-456" not in text
-    assert "postgresql+psycopg://app:***@db:5432/infrahaus" in text
+    assert "database_url='postgresql+psycopg://app:***@db:5432/infrahaus'" in text
+    assert "redis_prefix='infrahaus:'" in text
     assert settings.database_url.endswith("db-pass-123@db:5432/infrahaus")

@@ -139,7 +139,7 @@ _URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
 def _hide_url_password(value: str) -> str:
-    return repr(_URL_PASSWORD.sub(r"\1***@", value))
+    return _URL_PASSWORD.sub(r"\1***@", value)
 
 
 def parse_keyring(text: str, variable: str) -> tuple[EncryptionKey, ...]:
