@@ -53,9 +53,13 @@ async def _run(ctx: WorkerContext, operation_id: str, kind: str, action: Action)
         await fail(ctx, claimed.operation_id, classify(exc, step=kind))
         return
     if kind == "delete":
+        # Removing the record and finishing the operation commit together: were they separate, a database failure
+        # in between would leave a finished-looking delete whose redelivery finds no container and fails not_found.
         async with unit(ctx) as u:
             await u.vmids.invalidate(claimed.node_id)
             await u.containers.remove(claimed.container_id)
+            await u.operations.succeed(claimed.operation_id, result)
+        return
     await succeed(ctx, claimed.operation_id, result)
 
 
