@@ -99,7 +99,7 @@ class LiveInventory:
         """
         key = f"inventory:{node.id}:{_version(node)}"
         if self.cache is not None and self.cache_ttl > 0:
-            cached = await self.cache.get(key)
+            cached = await _cache_get(self.cache, key)
             if cached is not None:
                 return msgspec.msgpack.decode(cached, type=NodeSnapshot)
         fetch = self._inflight.get(key)
@@ -116,7 +116,10 @@ class LiveInventory:
         except NodeReadError as exc:
             snap = NodeSnapshot(error=exc.error)
         if self.cache is not None and self.cache_ttl > 0:
-            await self.cache.set(key, msgspec.msgpack.encode(snap), ttl=self.cache_ttl)
+            try:
+                await self.cache.set(key, msgspec.msgpack.encode(snap), ttl=self.cache_ttl)
+            except Exception:  # the cache only spares the nodes: without it, reads go on
+                logger.warning("inventory cache unavailable; node %s answer not cached", node.id)
         return snap
 
     async def config(self, node: Node, vmid: int) -> LxcConfig:
@@ -173,6 +176,14 @@ class LiveInventory:
         self._clients.clear()
         for client in clients:
             await client.aclose()
+
+
+async def _cache_get(cache: Cache, key: str) -> bytes | None:
+    try:
+        return await cache.get(key)
+    except Exception:  # the cache only spares the nodes: without it, reads go on
+        logger.warning("inventory cache unavailable; asking the node")
+        return None
 
 
 def _version(node: Node) -> str:
