@@ -336,3 +336,76 @@ async def test_worker_hands_back_what_cannot_finish(
     assert (await session.get(f"/api/containers/{container_id}")).json()["lifecycle"] == "ready"
     creates = [r for r in sim_node.requests if r.method == "POST" and r.path.endswith("/lxc")]
     assert [r.params.get("vmid") for r in creates] == ["172"]
+
+
+def spawn_dev(data_dir: Path, log_path: Path, ports: tuple[int, int, int]) -> "subprocess.Popen[bytes]":
+    port, sim_api_port, sim_ssh_port = ports
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "infrahaus.cli", "dev", "--demo",
+                "--port", str(port),
+                "--data-dir", str(data_dir),
+                "--sim-api-port", str(sim_api_port),
+                "--sim-ssh-port", str(sim_ssh_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def test_dev_ctrl_c_leaves_no_operation_half_done(tmp_path: Path) -> None:
+    ports = (free_port(), free_port(), free_port())
+    data_dir, log_path = tmp_path / "data", tmp_path / "dev.log"
+    base_url = f"http://127.0.0.1:{ports[0]}"
+    dev = spawn_dev(data_dir, log_path, ports)
+    try:
+        await wait_live(f"{base_url}/health/ready", dev, what="infrahaus dev", timeout=120)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            response = await http.post("/api/auth/login", json={"username": "root@pam", "password": "demo"})
+            assert response.status_code == 200, response.text
+            http.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+            probe = await http.post("/api/nodes/probe", json={"host": "127.0.0.1", "port": ports[1]})
+            node = await http.post(
+                "/api/nodes",
+                json={
+                    "name": "demo",
+                    "host": "127.0.0.1",
+                    "port": ports[1],
+                    "token_id": DEMO_TOKEN_ID,
+                    "token_secret": "demo-token-secret",
+                    "tls_fingerprint": probe.json()["fingerprint_sha256"],
+                    "ssh_port": ports[2],
+                    "ssh_password": "demo",
+                },
+            )
+            assert node.status_code == 201, node.text
+            _, op_id = await create_slow(http, 180)
+            op = await wait_operation(http, op_id, step="scripts")
+            assert op["status"] == "running", op
+        dev.send_signal(signal.SIGINT)  # Ctrl-C
+        await asyncio.wait_for(asyncio.to_thread(dev.wait), timeout=60)
+        assert dev.returncode == 0, log_path.read_text()[-3000:]
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+            dev.wait()
+
+    # Started again on the same data: the operation is terminal (it finished before the process left).
+    dev = spawn_dev(data_dir, log_path, ports)
+    try:
+        await wait_live(f"{base_url}/health/ready", dev, what="infrahaus dev (restart)", timeout=120)
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            response = await http.post("/api/auth/login", json={"username": "root@pam", "password": "demo"})
+            assert response.status_code == 200, response.text
+            op = (await http.get(f"/api/operations/{op_id}")).json()
+            assert op["status"] == "succeeded", op
+    finally:
+        dev.send_signal(signal.SIGINT)
+        try:
+            dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+            dev.wait()

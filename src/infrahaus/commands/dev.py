@@ -9,9 +9,12 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import msgspec
 import uvicorn
@@ -118,6 +121,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on", access_log=False)
         )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _absorb_replayed_signal(server))
         await server.serve()
     finally:
         if worker is not None:
@@ -125,6 +130,22 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             await asyncio.to_thread(worker.stop)
         if simulator is not None:
             await simulator.stop()
+
+
+def _absorb_replayed_signal(server: uvicorn.Server) -> Callable[[int, FrameType | None], None]:
+    """A handler for after uvicorn: it re-raises the signal that stopped it once it has returned, which would
+    cancel the shutdown below (worker drain, simulator stop). That replay is absorbed; any other signal interrupts.
+    """
+    absorbed = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal absorbed
+        if server.should_exit and not absorbed:
+            absorbed = True
+            return
+        raise KeyboardInterrupt
+
+    return handler
 
 
 def _print_banner(
