@@ -1,6 +1,7 @@
 """Step `scripts` (65-90): run the chosen scripts in the chosen order, each after the helper library.
 
-Both files are pushed into a per-operation directory (mode 700) inside the container and run as
+Both files are written into a per-operation directory (mode 700) inside the container (streamed over
+the `pct exec` stdin: one round trip per file instead of a host temp file and `pct push`) and run as
 ``bash -c 'source "$1"; source "$2"'`` with the paths as separate argv elements. Every output line is
 streamed to the live log; a non-zero exit fails the step with the exit code and the last lines.
 The directory is removed afterwards, also on failure.
@@ -18,6 +19,7 @@ STEP = "scripts"
 START, END = 65, 90
 RUNNER = 'source "$1" && source "$2"'
 _FRESH_DIR = 'rm -rf -- "$1" && mkdir -m 700 -p -- "$1"'
+_WRITE = 'umask 077 && cat > "$1"'
 
 
 async def run(env: PipelineEnv) -> None:
@@ -38,7 +40,7 @@ async def run(env: PipelineEnv) -> None:
     if made.exit_code != 0:
         raise StepError.of("file_failed", f"Cannot create {workdir} in the container", step=STEP)
     try:
-        await env.runner.push(env.vmid, helpers_script(), helpers, mode=0o600)
+        await _write(env, helpers, helpers_script())
         for index, script in enumerate(scripts):
             await run_script(env, script, helpers)
             await env.reporter.progress(START + (END - START) * (index + 1) // len(scripts), f"{script.name} done")
@@ -49,7 +51,7 @@ async def run(env: PipelineEnv) -> None:
 
 async def run_script(env: PipelineEnv, script: ScriptPlan, helpers: str) -> None:
     path = f"{env.workdir}/{script.name}"
-    await env.runner.push(env.vmid, script.content.encode(), path, mode=0o700)
+    await _write(env, path, script.content.encode())
     await env.reporter.line(f"==> {script.name}", stream="stdout", source=f"script:{script.name}")
     started = time.monotonic()
     argv = ["env", "HOME=/root", "DEBIAN_FRONTEND=noninteractive", "bash", "-c", RUNNER, script.name, helpers, path]
@@ -77,3 +79,10 @@ async def run_script(env: PipelineEnv, script: ScriptPlan, helpers: str) -> None
         f"Script {script.name} completed",
         {"script": script.name, "exit_code": 0, "duration_s": duration},
     )
+
+
+async def _write(env: PipelineEnv, path: str, content: bytes) -> None:
+    """Write a file readable by root only; the path is an argument, the content arrives on stdin."""
+    result = await env.runner.exec(env.vmid, ["sh", "-c", _WRITE, "infrahaus-write", path], timeout=60, stdin=content)
+    if result.exit_code != 0:
+        raise StepError.of("file_failed", f"Cannot write {path} in the container", step=STEP)
