@@ -82,13 +82,17 @@ class IdempotencyKeys:
 
         `scope` names the endpoint (`POST /api/nodes`, `POST /api/containers/<id>/start`); `body` is what the
         request asks for (anything msgspec turns into JSON). Without a key, nothing is claimed. Raises
-        `ValidationFailed` for a key that is empty or longer than 255 characters, `IdempotencyKeyReusedError` for
-        another body or endpoint, and `IdempotencyKeyInProgressError` when the first request is still running.
+        `ValidationFailed` for a key that is empty, longer than 255 characters or not printable ASCII,
+        `IdempotencyKeyReusedError` for another body or endpoint, and `IdempotencyKeyInProgressError` when the first
+        request is still running.
         """
         if key is None:
             return NO_KEY
         if not key or len(key) > MAX_KEY_LENGTH:
             raise ValidationFailed([FieldError(field="Idempotency-Key", message="Must be 1-255 characters.")])
+        if not (key.isascii() and key.isprintable()):
+            # PostgreSQL refuses NUL in text; other control characters would only hide in logs.
+            raise ValidationFailed([FieldError(field="Idempotency-Key", message="Must be printable ASCII.")])
         digest = request_hash(scope, body)
         existing = await self._row(user_id, key)
         if existing is not None:
