@@ -157,7 +157,7 @@ async def test_keys_must_be_1_to_255_printable_ascii_characters(
     key: str, user_client: UserClient, db: async_sessionmaker[AsyncSession]
 ) -> None:
     response = await user_client.http.post(
-        "/api/package-buckets", json={"name": "b"}, headers={"Idempotency-Key": key.encode()}
+        "/api/package-buckets", json={"name": "b"}, headers={b"Idempotency-Key": key.encode()}
     )
     problem = assert_problem(response, 422, "validation_failed")
     # Litestar checks the documented maxLength itself and names the handler's parameter, the rest is the domain's.
