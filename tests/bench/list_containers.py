@@ -45,7 +45,7 @@ from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.models.containers import Container
-from infrahaus_proxmox import fetch_certificate
+from infrahaus_proxmox import ProxmoxClient, TlsPolicy, TokenAuth, fetch_certificate
 from infrahaus_proxmox.errors import ProxmoxError
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
 from tests.bench.vmid_check import REDIS_URL, _api_server, _database, _free_port, _percentile, _redis_prefix
@@ -233,6 +233,34 @@ async def _sample_list(client: httpx.AsyncClient, samples: int, limit: int | Non
     return latencies, server
 
 
+async def _sample_raw(nodes: list[SimNode], samples: int) -> list[float]:
+    """The floor on this machine right now: the same 5 node lists asked concurrently by a bare client (warm
+    connections), with no API in between."""
+    clients = [
+        ProxmoxClient(
+            f"https://127.0.0.1:{node.api_port}",
+            TokenAuth(token_id=DEMO_TOKEN_ID, secret=DEMO_TOKEN_SECRET),
+            tls=TlsPolicy.pinned(node.fingerprint),
+            retries=0,
+        )
+        for node in nodes
+    ]
+    try:
+
+        async def fan_out() -> float:
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(c.request("GET", f"/nodes/{n.name}/lxc") for c, n in zip(clients, nodes, strict=True))
+            )
+            return (time.perf_counter() - started) * 1000
+
+        await fan_out()
+        return [await fan_out() for _ in range(samples)]
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 async def _throughput(url: str, headers: dict[str, str], concurrency: int, duration: float) -> tuple[float, int]:
     """Closed loop: `concurrency` workers on keep-alive connections; (requests per second, errors)."""
     done = errors = 0
@@ -291,6 +319,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
                 await _sample_list(client, 5, None)  # warm-up: pooled node connections, first-request costs
                 latencies, server = await _sample_list(client, samples, None)
                 full, _ = await _sample_list(client, samples, NODES * PER_NODE)
+                raw = await _sample_raw(nodes, samples)
                 slowest = LATENCY * 1000
 
                 cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
@@ -304,6 +333,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
     p50, p99 = statistics.median(latencies), _percentile(latencies, 0.99)
     full_p50, full_p99 = statistics.median(full), _percentile(full, 0.99)
     server_p50 = statistics.median(server) if server else None
+    raw_p50 = statistics.median(raw)
     ratio = p50 / slowest
     throughput_ratio = nodes_rps / bare_rps if bare_rps else 0.0
     list_ok = ratio <= TARGET_LIST_RATIO
@@ -323,6 +353,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
     _out(f"| list p99 (page of 50) | {p99:.1f} ms ({p99 / slowest:.2f} x slowest node) | - | - |")
     if server_p50 is not None:
         _out(f"| list p50 server-side (page of 50) | {server_p50:.1f} ms ({server_p50 / slowest:.2f} x) | - | - |")
+    _out(f"| floor: the 5 node lists asked directly, p50 | {raw_p50:.1f} ms ({raw_p50 / slowest:.2f} x) | - | - |")
     _out(f"| list all 500, p50 | {full_p50:.1f} ms ({full_p50 / slowest:.2f} x slowest node) | - | - |")
     _out(f"| list all 500, p99 | {full_p99:.1f} ms ({full_p99 / slowest:.2f} x slowest node) | - | - |")
     _out(f"| GET /api/nodes | {nodes_rps:.0f} req/s ({nodes_errors} errors) | - | - |")
@@ -343,6 +374,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
                 "list_p50_ratio": round(ratio, 3),
                 "list_p99_ratio": round(p99 / slowest, 3),
                 "list_server_p50_ms": round(server_p50, 2) if server_p50 is not None else None,
+                "raw_fanout_p50_ms": round(raw_p50, 2),
                 "list_all_p50_ms": round(full_p50, 2),
                 "list_all_p99_ms": round(full_p99, 2),
                 "list_all_p50_ratio": round(full_p50 / slowest, 3),
