@@ -19,7 +19,7 @@ from typing import Any
 import dramatiq
 import msgspec
 from dramatiq.asyncio import get_event_loop_thread
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, MiddlewareError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from infrahaus_domain.crypto import SecretBox
@@ -144,6 +144,10 @@ def set_current_context(context: WorkerContext | None) -> None:
     _current = context
 
 
+class ContextBootError(MiddlewareError):
+    """The worker context could not be built (bad settings, database unreachable): the process stops."""
+
+
 class WorkerContextMiddleware(Middleware):
     """Builds the worker context on the AsyncIO middleware's loop; list it after `AsyncIO`."""
 
@@ -164,8 +168,13 @@ class WorkerContextMiddleware(Middleware):
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         loop_thread = get_event_loop_thread()
         if loop_thread is None:
-            raise RuntimeError("WorkerContextMiddleware must come after the AsyncIO middleware")
-        context = loop_thread.run_coroutine(self._open(broker))
+            raise ContextBootError("WorkerContextMiddleware must come after the AsyncIO middleware")
+        try:
+            context = loop_thread.run_coroutine(self._open(broker))
+        except Exception as exc:
+            # dramatiq logs and ignores other exceptions of boot hooks; a worker without its context
+            # would fail every message, so the process must not start at all.
+            raise ContextBootError(f"worker context failed to start: {exc}") from exc
         set_current_context(context)
 
     async def _open(self, broker: dramatiq.Broker) -> WorkerContext:
