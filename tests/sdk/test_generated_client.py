@@ -94,6 +94,9 @@ def test_operations_and_models_read_naturally(sdk: Sdk) -> None:
     assert {"container_create", "container_created", "node_create", "node_probe", "operation_read",
             "login_request", "api_token_create", "problem_detail", "service_list"} <= models  # fmt: skip
     assert not [m for m in models if "_api_" in m or m.startswith(("body_", "response_"))]
+    # Optional enums are one named class each (e.g. `ListContainersLifecycle`), not `..._type_1`, `..._type_2_type_1`.
+    assert {"list_containers_lifecycle", "list_operations_status", "vmid_availability_reason"} <= models
+    assert not [m for m in models if re.search(r"_type_[1-9]", m)]
 
 
 def _modules_from_operation_ids() -> set[str]:

@@ -12,7 +12,17 @@ from litestar import Litestar
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, Operation, RequestBody, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 
 from infrahaus_api.auth import SESSION_COOKIE
 
@@ -72,3 +82,41 @@ class OptionalBodyOperation(Operation):
 def schema_json(app: Litestar) -> str:
     """The app's OpenAPI document as deterministic JSON (sorted keys, 2-space indent, trailing newline)."""
     return json.dumps(app.openapi_schema.to_schema(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def name_nullable_enums(openapi: OpenAPI) -> None:
+    """Give optional enums shapes that SDK generators name well, in place.
+
+    Litestar documents `Literal[...] | None` as `{"type": ["null", "string"], "enum": [..., null]}`; generators
+    turn that into several classes named `..._type_1`, `..._type_2_type_1`. A query parameter cannot carry a null
+    (leaving it out means "any"), so it becomes a plain enum; a nullable body field becomes `oneOf` of a named enum
+    component (`<Schema><Field>`, e.g. `VmidAvailabilityReason`) and null.
+    """
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method)
+            for parameter in (operation.parameters or []) if operation else []:
+                if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
+                    _drop_null_from_enum(parameter.schema)
+    schemas = openapi.components.schemas if openapi.components and openapi.components.schemas else {}
+    for name, schema in list(schemas.items()):
+        for field, member in (schema.properties or {}).items():
+            if not isinstance(member, Schema) or not member.enum or None not in member.enum:
+                continue
+            component = name + "".join(part.capitalize() for part in field.split("_"))
+            named = Schema(title=component, enum=member.enum)
+            _drop_null_from_enum(named)
+            schemas[component] = named
+            nullable = Schema(
+                one_of=[Reference(ref=f"#/components/schemas/{component}"), Schema(type=OpenAPIType.NULL)]
+            )
+            nullable.description = member.description
+            schema.properties[field] = nullable  # type: ignore[index]
+
+
+def _drop_null_from_enum(schema: Schema) -> None:
+    if not schema.enum or None not in schema.enum:
+        return
+    values = [value for value in schema.enum if value is not None]
+    schema.enum = values
+    schema.type = OpenAPIType.STRING if all(isinstance(v, str) for v in values) else OpenAPIType.INTEGER
