@@ -42,7 +42,7 @@ from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_SSH_USER, DEM
 from tests.bench.vmid_check import REDIS_URL, _database, _redis_prefix
 from tests.fixtures.api import create_user_with_token
 from tests.fixtures.dev import free_port
-from tests.fixtures.processes import Processes, process_tree_rss, wait_live
+from tests.fixtures.processes import Processes, process_tree_cpu, process_tree_rss, wait_live
 
 RESULTS = Path("bench-results") / "load.json"
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -50,6 +50,10 @@ TARGET_VMID_P99_MS = 5.0
 TARGET_API_MB = 150.0
 TARGET_WORKER_MB = 200.0
 MB = 1024 * 1024
+# Seconds after the last scheduled send that answers are still waited for.
+GRACE_S = 15.0
+# Four clients with this many keep-alive connections each.
+CONNECTIONS_PER_CLIENT = 8
 VMID = "GET /api/nodes/{id}/vmids/{vmid}"
 # Route mix: every 8 requests, 4 VMID checks and one of each read.
 MIX = [VMID, "GET /api/nodes", VMID, "GET /api/templates", VMID, "GET /api/containers", VMID, "GET /api/operations"]
@@ -147,7 +151,9 @@ async def _drive(
         path = f"/api/nodes/{node_id}/vmids/{100 + i % 400}" if route == VMID else paths[route]
         entry = stats[route]
         try:
-            response = await clients[i % len(clients)].get(path)
+            # Wait for a free connection here: a deep queue inside httpx's pool costs it O(n^2) CPU.
+            async with slots:
+                response = await clients[i % len(clients)].get(path)
         except httpx.HTTPError as exc:
             # An overloaded server shows as failed requests in the report, not as a crashed benchmark.
             entry.errors += 1
@@ -161,6 +167,7 @@ async def _drive(
         if timing:
             entry.server_ms.append(float(timing.group(1)))
 
+    slots = asyncio.Semaphore(CONNECTIONS_PER_CLIENT * len(clients))
     total = int(rate * duration)
     tasks: list[asyncio.Task[None]] = []
     start = time.perf_counter()
@@ -170,7 +177,16 @@ async def _drive(
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(i, scheduled)))
-    await asyncio.gather(*tasks)
+    # Bounded in time: whatever is still unanswered shortly after the schedule ends counts as an error.
+    _, pending = await asyncio.wait(tasks, timeout=GRACE_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for i, task in enumerate(tasks):
+        if task in pending:
+            entry = stats[MIX[i % len(MIX)]]
+            entry.errors += 1
+            entry.statuses["unanswered"] = entry.statuses.get("unanswered", 0) + 1
     return stats, time.perf_counter() - start
 
 
@@ -222,7 +238,9 @@ async def run(rate: float, duration: float, api_workers: int, creations: int, se
                 raise RuntimeError(f"{exc}\n{procs.log('api')[-3000:]}") from None
             _, token = await create_user_with_token(settings, "load@pve")
             headers = {"Authorization": f"Bearer {token}"}
-            limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+            limits = httpx.Limits(
+                max_connections=CONNECTIONS_PER_CLIENT, max_keepalive_connections=CONNECTIONS_PER_CLIENT
+            )
             async with contextlib.AsyncExitStack() as stack:
                 clients = [
                     await stack.enter_async_context(
@@ -269,7 +287,9 @@ async def run(rate: float, duration: float, api_workers: int, creations: int, se
                     return ops
 
                 wave_task = asyncio.create_task(waves())
+                cpu_before = process_tree_cpu(api_process.pid)
                 stats, elapsed = await _drive(clients, node_id, rate, duration)
+                api_cpu = process_tree_cpu(api_process.pid) - cpu_before
                 creation_ops = await wave_task
                 creation_status = await _wait_operations(http, creation_ops, timeout=180)
                 sampler.cancel()
@@ -283,7 +303,9 @@ async def run(rate: float, duration: float, api_workers: int, creations: int, se
         finally:
             procs.stop_all()
 
-    return _report(rate, duration, api_workers, stats, elapsed, api_mem, worker_mem, seed_status, creation_status)
+    return _report(
+        rate, duration, api_workers, stats, elapsed, api_cpu, api_mem, worker_mem, seed_status, creation_status
+    )
 
 
 def _report(
@@ -292,6 +314,7 @@ def _report(
     api_workers: int,
     stats: dict[str, RouteStats],
     elapsed: float,
+    api_cpu: float,
     api_mem: MemoryPeaks,
     worker_mem: MemoryPeaks,
     seed_status: dict[str, str],
@@ -316,7 +339,10 @@ def _report(
         shown = " ".join(f"{c:8.2f} ms" if c is not None else f"{'-':>11}" for c in cells)
         _out(f"  {route:36} {row['count']:6d} {s.errors:4d} {shown}")
     vmid_p99 = routes[VMID]["server_p99_ms"]
+    cpu_ms = api_cpu * 1000 / max(1, answered)
     _out("  client latency counts from each request's scheduled send time (open loop)")
+    _out(f"  API processes used {api_cpu:.1f} CPU s = {cpu_ms:.1f} ms per answered request (all routes)")
+    _out(f"  machine: {os.cpu_count()} CPUs, 1-minute load average {os.getloadavg()[0]:.1f}")
     _out("memory (max RSS per process, sampled every second):")
     for label, mem in (("api", api_mem), ("worker", worker_mem)):
         for row in mem.report():
@@ -367,6 +393,9 @@ def _report(
                 "errors": errors,
                 "elapsed_s": round(elapsed, 2),
                 "throughput_rps": round(answered / elapsed, 1),
+                "api_cpu_s": round(api_cpu, 2),
+                "api_cpu_ms_per_request": round(cpu_ms, 2),
+                "load_average_1m": round(os.getloadavg()[0], 2),
                 "routes": routes,
                 "vmid_server_p99_ms": vmid_p99,
                 "vmid_server_p50_ms": routes[VMID]["server_p50_ms"],
