@@ -154,4 +154,3 @@ def _code_for(exc: BaseException) -> tuple[str, dict[str, Any]]:
     if isinstance(exc, ProxmoxError | SshError):
         return classify_text([str(exc)], "proxmox_error"), {}
     return "internal_error", {}
-
