@@ -21,13 +21,17 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full command line, or with `only` one verb's: verb modules import heavy stacks (the API, the worker,
+    the simulator), and a process needs just its own."""
     parser = argparse.ArgumentParser(
         prog="infrahaus",
         description="infrahaus: a self-hosted, headless control plane for LXC containers on Proxmox VE.",
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
+        if only is not None and verb != only:
+            continue
         module = importlib.import_module(module_name)
         verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
         module.add_arguments(verb_parser)
@@ -36,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=words[0] if words and words[0] in VERBS else None)
+    args = parser.parse_args(words)
     if args.verb is None:
         parser.print_help()
         return 2
