@@ -20,7 +20,7 @@ from infrahaus_worker.actors.runs import OperationBusyError, unit
 from infrahaus_worker.context import WorkerContext
 from infrahaus_worker.reconciler import reconcile
 from tests.fixtures.api import UserClient
-from tests.integration.worker.helpers import container, operation, request_container
+from tests.integration.worker.helpers import container, events, operation, request_container
 
 SLOW_SCRIPT = 'log_info "working"\nsleep 3\nlog_info "done"\n'
 
@@ -352,3 +352,37 @@ async def test_delete_while_creating_cancels_the_creation(
     assert (await operation(worker_ctx, op_id)).status == "cancelled"
     assert await container(worker_ctx, container_id) is None
     assert 145 not in sim_node.state.guests
+
+
+@pytest.mark.parametrize(
+    ("marker", "code"),
+    [
+        ({"name": "lock-frontend", "target_path": "/var/lib/dpkg", "content": "4242 (apt-get)"}, "apt_locked"),
+        ({"name": "offline", "target_path": "/etc/sim", "content": ""}, "network_unreachable"),
+    ],
+)
+async def test_package_failures_are_classified_per_manager(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    marker: dict[str, str],
+    code: str,
+) -> None:
+    # The template's own file puts the container in the failing state right before the packages step.
+    template_id = await make_template(
+        f"pkg-{code}",
+        files=[{**marker, "policy": "replace"}],
+        packages=[{"name": "curl", "manager": "apt"}, {"name": "requests", "manager": "pip"}],
+    )
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=147)
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == code, op.error
+    assert op.error["exit_code"] == 100
+    assert "apt (exit code 100)" in op.error["detail"]
+    trail = await events(worker_ctx, container_id)
+    outcomes = {e.meta["manager"]: e.meta["ok"] for e in trail if e.type == "step" and "manager" in e.meta}
+    assert outcomes == {"apt": False, "pip": True}  # the other manager still ran
