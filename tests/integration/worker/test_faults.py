@@ -386,3 +386,24 @@ async def test_package_failures_are_classified_per_manager(
     trail = await events(worker_ctx, container_id)
     outcomes = {e.meta["manager"]: e.meta["ok"] for e in trail if e.type == "step" and "manager" in e.meta}
     assert outcomes == {"apt": False, "pip": True}  # the other manager still ran
+
+
+async def test_proxy_error_596_is_node_unreachable(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template("proxied")
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=148)
+    sim_node.faults.fail_http(596, method="POST", path_contains="/lxc")
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == "node_unreachable", op.error
+    assert creates_sent(sim_node, 148) == 1  # a 596 is never retried blindly
+    ct = await container(worker_ctx, container_id)
+    assert ct is not None
+    assert ct.lifecycle == "error"
