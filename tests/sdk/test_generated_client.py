@@ -191,6 +191,10 @@ def test_scenario_with_the_generated_client(sdk: Sdk, demo: Demo) -> None:
     delete_container = sdk.module("api.containers.delete_container")
     get_operation = sdk.module("api.operations.get_operation")
 
+    # Clients may be generated from the live server too: it serves exactly the committed document.
+    served = httpx.get(f"{demo.base_url}/api/schema/openapi.json", timeout=30)
+    assert served.json() == json.loads(OPENAPI_PATH.read_text())
+
     # Login with the session cookie (kept by the client's httpx client) and the CSRF header for writes.
     with client_module.Client(base_url=demo.base_url, raise_on_unexpected_status=True) as anonymous:
         session = login.sync(client=anonymous, body=models.LoginRequest(username="root@pam", password="demo"))

@@ -27,7 +27,7 @@ from infrahaus_api.health import live, ready
 from infrahaus_api.idempotency import provide_idempotency
 from infrahaus_api.nodes.controller import NodeController
 from infrahaus_api.observability import metrics, request_context_middleware
-from infrahaus_api.openapi import StrictStructSchemaPlugin, name_nullable_enums, openapi_config
+from infrahaus_api.openapi import StrictStructSchemaPlugin, openapi_config
 from infrahaus_api.operations.controller import OperationController
 from infrahaus_api.resources import AppResources
 from infrahaus_api.templates.controller import TemplateController
@@ -114,7 +114,6 @@ def create_app(
     app.state.containers = containers
     app.state.inventory = inventory
     _document_problems(app)
-    name_nullable_enums(app.openapi_schema)
     _fix_options_allow(app)
     return app
 

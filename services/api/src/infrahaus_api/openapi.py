@@ -1,28 +1,19 @@
 """OpenAPI document: served at `/api/schema`, written to `openapi/openapi.json` by `infrahaus openapi`."""
 
+import copy
 import json
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
 
 # Private path, but the class is the one Litestar itself uses for msgspec structs; subclassing keeps its output.
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import (
-    Components,
-    OpenAPI,
-    OpenAPIType,
-    Operation,
-    Parameter,
-    Reference,
-    RequestBody,
-    Schema,
-    SecurityScheme,
-)
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, Operation, RequestBody, SecurityScheme
 
 from infrahaus_api.auth import SESSION_COOKIE
 
@@ -33,7 +24,7 @@ def openapi_config() -> OpenAPIConfig:
         version=version("infrahaus-api"),
         description="Control plane for LXC containers on Proxmox VE. Errors: application/problem+json + `code`.",
         path="/api/schema",
-        render_plugins=[SwaggerRenderPlugin()],
+        render_plugins=[SwaggerRenderPlugin(), ClientFriendlyJsonRenderPlugin()],
         use_handler_docstrings=False,
         create_examples=False,
         components=Components(
@@ -81,42 +72,51 @@ class OptionalBodyOperation(Operation):
 
 def schema_json(app: Litestar) -> str:
     """The app's OpenAPI document as deterministic JSON (sorted keys, 2-space indent, trailing newline)."""
-    return json.dumps(app.openapi_schema.to_schema(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    document = name_nullable_enums(app.openapi_schema.to_schema())
+    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def name_nullable_enums(openapi: OpenAPI) -> None:
-    """Give optional enums shapes that SDK generators name well, in place.
+class ClientFriendlyJsonRenderPlugin(JsonRenderPlugin):
+    """Serves `/api/schema/openapi.json` exactly as `schema_json` writes it (with `name_nullable_enums` applied)."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return super().render(request, name_nullable_enums(openapi_schema))
+
+
+def name_nullable_enums(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the OpenAPI document in which optional enums have shapes that SDK generators name well.
 
     Litestar documents `Literal[...] | None` as `{"type": ["null", "string"], "enum": [..., null]}`; generators
     turn that into several classes named `..._type_1`, `..._type_2_type_1`. A query parameter cannot carry a null
     (leaving it out means "any"), so it becomes a plain enum; a nullable body field becomes `oneOf` of a named enum
     component (`<Schema><Field>`, e.g. `VmidAvailabilityReason`) and null.
     """
-    for path_item in (openapi.paths or {}).values():
-        for method in ("get", "put", "post", "delete", "patch"):
-            operation = getattr(path_item, method)
-            for parameter in (operation.parameters or []) if operation else []:
-                if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
-                    _drop_null_from_enum(parameter.schema)
-    schemas = openapi.components.schemas if openapi.components and openapi.components.schemas else {}
+    document = copy.deepcopy(document)
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                if isinstance(parameter.get("schema"), dict):
+                    _drop_null_from_enum(parameter["schema"])
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
     for name, schema in list(schemas.items()):
-        for field, member in (schema.properties or {}).items():
-            if not isinstance(member, Schema) or not member.enum or None not in member.enum:
+        properties: dict[str, Any] = schema.get("properties", {})
+        for field, member in properties.items():
+            if not isinstance(member, dict) or None not in member.get("enum", ()):
                 continue
             component = name + "".join(part.capitalize() for part in field.split("_"))
-            named = Schema(title=component, enum=member.enum)
+            named = {key: value for key, value in member.items() if key != "description"}
             _drop_null_from_enum(named)
-            schemas[component] = named
-            nullable = Schema(
-                one_of=[Reference(ref=f"#/components/schemas/{component}"), Schema(type=OpenAPIType.NULL)]
-            )
-            nullable.description = member.description
-            schema.properties[field] = nullable  # type: ignore[index]
+            schemas[component] = {**named, "title": component}
+            nullable: dict[str, Any] = {"oneOf": [{"$ref": f"#/components/schemas/{component}"}, {"type": "null"}]}
+            if "description" in member:
+                nullable["description"] = member["description"]
+            properties[field] = nullable
+    return document
 
 
-def _drop_null_from_enum(schema: Schema) -> None:
-    if not schema.enum or None not in schema.enum:
+def _drop_null_from_enum(schema: dict[str, Any]) -> None:
+    if None not in schema.get("enum", ()):
         return
-    values = [value for value in schema.enum if value is not None]
-    schema.enum = values
-    schema.type = OpenAPIType.STRING if all(isinstance(v, str) for v in values) else OpenAPIType.INTEGER
+    values = [value for value in schema["enum"] if value is not None]
+    schema["enum"] = values
+    schema["type"] = "string" if all(isinstance(value, str) for value in values) else "integer"
