@@ -65,6 +65,7 @@ from infrahaus_domain.nodes.errors import NodeRequestError, NodeUnreachableError
 from infrahaus_domain.operations.service import to_operation_read
 from infrahaus_domain.ports import Cache
 from infrahaus_domain.templates.validation import UnsafeValueError, validate_unit_name
+from infrahaus_proxmox.errors import ProxmoxNotFound
 from infrahaus_proxmox.models import LxcConfig
 from infrahaus_proxmox.pct import PctNotRunning, PctTimeout, SshError, SshUnreachable
 
@@ -367,6 +368,9 @@ class ContainerReadService:
             result = await runner.exec(vmid, argv, timeout=_LOG_TIMEOUT)
         except PctNotRunning:
             raise InvalidStateError("The container is not running; its journal cannot be read.") from None
+        except ProxmoxNotFound:
+            # Not created yet (or removed behind our back): nothing to read, like a stopped container.
+            raise InvalidStateError("The container does not exist on its node; its journal cannot be read.") from None
         except (SshUnreachable, PctTimeout) as exc:
             raise NodeUnreachableError(f"The node's SSH service cannot be used: {exc}") from None
         except SshError as exc:
