@@ -300,42 +300,40 @@ async def session(
         yield http
 
 
-async def test_worker_drains_on_sigterm(session: httpx.AsyncClient, processes: Processes) -> None:
+async def test_worker_drains_on_sigterm_and_hands_back_the_rest(
+    session: httpx.AsyncClient, processes: Processes, sim_node: RunningNode
+) -> None:
+    # Enough drain time: the running creation finishes before the process leaves.
     await start_worker(processes, "--drain-timeout", "30", count=1)[1]
     container_id, op_id = await create_slow(session, 171)
     await wait_operation(session, op_id, step="scripts")
-    worker = processes.running["worker"]
+    worker = processes.running.pop("worker")
     worker.send_signal(signal.SIGTERM)  # what systemd and Kubernetes send to the main process
     await asyncio.wait_for(asyncio.to_thread(worker.wait), timeout=30)
-    # The running creation finished before the process left.
+    assert worker.returncode == 0
     op = (await session.get(f"/api/operations/{op_id}")).json()
     assert op["status"] == "succeeded", (op, processes.log("worker")[-3000:])
     assert (await session.get(f"/api/containers/{container_id}")).json()["lifecycle"] == "ready"
-    assert worker.returncode == 0
+    assert "handing back message" not in processes.log("worker")
 
-
-async def test_worker_hands_back_what_cannot_finish(
-    session: httpx.AsyncClient, processes: Processes, sim_node: RunningNode
-) -> None:
+    # Too little drain time: the creation is handed back, neither failed nor half-done, and the next worker
+    # resumes it.
     await start_worker(processes, "--drain-timeout", "1", count=1)[1]
     container_id, op_id = await create_slow(session, 172)
     await wait_operation(session, op_id, step="scripts")
-    worker = processes.running["worker"]
+    worker = processes.running.pop("worker")
     worker.send_signal(signal.SIGTERM)
     await asyncio.wait_for(asyncio.to_thread(worker.wait), timeout=30)
-    log = processes.log("worker")
-    assert "handing back message" in log, log[-3000:]
-    # Not failed, not half-done: still running, for the next worker to take over.
+    assert "handing back message" in processes.log("worker"), processes.log("worker")[-3000:]
     op = (await session.get(f"/api/operations/{op_id}")).json()
     assert op["status"] == "running", op
 
-    processes.running.pop("worker")
     await start_worker(processes, count=1)[1]
     op = await wait_operation(session, op_id, timeout=120)
     assert op["status"] == "succeeded", (op, processes.log("worker")[-3000:])
     assert (await session.get(f"/api/containers/{container_id}")).json()["lifecycle"] == "ready"
-    creates = [r for r in sim_node.requests if r.method == "POST" and r.path.endswith("/lxc")]
-    assert [r.params.get("vmid") for r in creates] == ["172"]
+    creates = [r.params.get("vmid") for r in sim_node.requests if r.method == "POST" and r.path.endswith("/lxc")]
+    assert creates == ["171", "172"]
 
 
 def spawn_dev(data_dir: Path, log_path: Path, ports: tuple[int, int, int]) -> "subprocess.Popen[bytes]":
