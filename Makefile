@@ -45,10 +45,13 @@ lint:
 audit:
 	$(UV) run python tools/audit_dependencies.py
 
-# The CI run (`make test`) fuzzes 15 examples per operation; this one digs deeper (override FUZZ_EXAMPLES/FUZZ_SEED).
+# The CI run (`make test`) fuzzes 15 examples per operation and 6 stateful sequences; this one digs deeper
+# (override FUZZ_EXAMPLES, FUZZ_STATEFUL_EXAMPLES, FUZZ_SEED).
 FUZZ_EXAMPLES ?= 100
+FUZZ_STATEFUL_EXAMPLES ?= 100
 fuzz:
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(UV) run pytest tests/fuzz -q -p no:cacheprovider --timeout 3600
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_EXAMPLES=$(FUZZ_STATEFUL_EXAMPLES) \
+		$(UV) run pytest tests/fuzz -q -p no:cacheprovider --timeout 3600
 
 sdk:
 	$(UV) run pytest tests/sdk -q
