@@ -12,6 +12,7 @@ from dramatiq.brokers.stub import StubBroker
 from infrahaus_domain.settings import Settings
 from infrahaus_worker.actors import register_actors
 from infrahaus_worker.context import SharedStores, WorkerContextMiddleware
+from infrahaus_worker.observability import ActorLogContext
 from infrahaus_worker.pipeline.plan import Limits
 from infrahaus_worker.reconciler import reconcile_forever
 
@@ -50,6 +51,7 @@ def start_inprocess_worker(
             settings, limits=limits, shared=shared, background=reconcile_forever if reconcile else None
         )
     )
+    broker.add_middleware(ActorLogContext())
     if not broker.actors:
         register_actors(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads or settings.worker_concurrency, worker_timeout=100)
