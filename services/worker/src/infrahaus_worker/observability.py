@@ -192,7 +192,12 @@ def serve_metrics() -> int:
     settings = Settings.from_env(os.environ)
     configure_logging(settings.log_level, settings.log_format)
     host, port = metrics_address(os.environ)
-    start_http_server(port, addr=host, registry=metrics_registry(settings))
+    try:
+        start_http_server(port, addr=host, registry=metrics_registry(settings))
+    except OSError as exc:
+        # The workers go on without metrics; a liveness probe on the endpoint reports it.
+        log.error("worker metrics cannot listen on %s:%d: %s", host, port, exc.strerror or type(exc).__name__)
+        return 1
     log.info("worker metrics on http://%s:%d/metrics", host, port)
     while True:
         time.sleep(3600)
