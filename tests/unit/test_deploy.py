@@ -56,7 +56,7 @@ def test_api_probes_use_the_health_endpoints() -> None:
 
 
 def _container_verbs() -> list[list[str]]:
-    verbs = []
+    verbs: list[list[str]] = []
     for _, doc in _k8s_resources():
         pod = doc.get("spec", {}).get("template", {}).get("spec", {})
         verbs.extend(c["args"] for c in pod.get("containers", []))
@@ -79,7 +79,7 @@ def test_compose_is_well_formed() -> None:
 
 
 def _systemd_exec_verbs() -> list[list[str]]:
-    verbs = []
+    verbs: list[list[str]] = []
     for unit in sorted((DEPLOY / "systemd").glob("*.service")):
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.read_string(unit.read_text())
