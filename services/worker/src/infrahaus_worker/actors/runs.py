@@ -248,9 +248,9 @@ def to_operation_error(info: FailureInfo) -> OperationError:
 
 async def fail(ctx: WorkerContext, operation_id: UUID, info: FailureInfo) -> None:
     # Only the code and step: details and output lines go to the operation, never into process logs.
-    log.warning(
-        "operation %s failed: %s", operation_id, info.code, extra={"operation_id": str(operation_id), "step": info.step}
-    )
+    # No operation_id in `extra`: the log context already stamps it on the record, and logging refuses to
+    # overwrite a record attribute (KeyError), which used to abort every failure report inside an actor.
+    log.warning("operation %s failed: %s", operation_id, info.code, extra={"step": info.step})
     async with unit(ctx) as u:
         await u.operations.fail(operation_id, to_operation_error(info))
 
