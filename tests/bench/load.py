@@ -372,6 +372,7 @@ def _report(
             f"≤ {TARGET_WORKER_MB:g} MB",
             worker_mem.max_mb() <= TARGET_WORKER_MB,
         ),
+        _figure("load: API CPU per request (all routes)", f"{cpu_ms:.1f} ms", "-", None),
         _figure(
             "load: throughput",
             f"{answered / elapsed:.1f} req/s",
@@ -380,7 +381,8 @@ def _report(
         ),
     ]
     for f in figures:
-        _out(f"  {f['what']}: {f['value']} (target {f['target']}): {'met' if f['met'] else 'MISSED'}")
+        verdict = "-" if f["met"] is None else ("met" if f["met"] else "MISSED")
+        _out(f"  {f['what']}: {f['value']} (target {f['target']}): {verdict}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -405,7 +407,7 @@ def _report(
                 "worker_rss_max_mb": round(worker_mem.max_mb(), 1),
                 "creations": {"before": seed_status, "during": creation_status},
                 "figures": figures,
-                "meets_targets": all(f["met"] for f in figures),
+                "meets_targets": all(f["met"] is not False for f in figures),
             },
             indent=2,
         )
@@ -413,10 +415,10 @@ def _report(
     )
     _out(f"wrote {RESULTS}")
     failed = seeded_ok < len(seed_status) or created_ok < len(creation_status)
-    return 0 if all(f["met"] for f in figures) and not failed else 1
+    return 0 if all(f["met"] is not False for f in figures) and not failed else 1
 
 
-def _figure(what: str, value: str, target: str, met: bool) -> dict[str, Any]:
+def _figure(what: str, value: str, target: str, met: bool | None) -> dict[str, Any]:
     return {"what": what, "value": value, "target": target, "met": met}
 
 
