@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from infrahaus_api.auth import CurrentUser
 from infrahaus_api.containers.controller import CONTAINER_DEPENDENCIES, accept_operation
 from infrahaus_api.containers.resources import ContainerResources
+from infrahaus_api.errors import problem_spec
 from infrahaus_api.idempotency import Idempotency
 from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES
 from infrahaus_api.resources import AppResources
@@ -165,6 +166,7 @@ class ContainerReadController(Controller):
         operation_id="revealServiceCredentials",
         summary="Reveal a service's saved credentials (decrypted); every reveal is recorded as an event",
         description="Rate limited per user (429 with `Retry-After`). A service without credentials is a 404.",
+        responses={429: problem_spec("Too many credential reveals; see Retry-After")},
         cache_control=None,
     )
     async def reveal_service_credentials(
