@@ -15,12 +15,12 @@ import httpx
 import msgspec
 import pytest
 from litestar import Litestar
-from tests.fixtures.api import BASE_URL, api_client, assert_problem, login, running
 
 from infrahaus_api.app import create_app
 from infrahaus_api.auth import SESSION_COOKIE
 from infrahaus_domain.settings import Settings
 from infrahaus_proxmox.simulator import SimNodeConfig, SimulatorConfig
+from tests.fixtures.api import BASE_URL, api_client, assert_problem, login, running
 
 pytestmark = pytest.mark.usefixtures("sim_node")
 

@@ -12,11 +12,11 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
-from tests.fixtures.api import BASE_URL, UserClient, assert_problem, login, running
-from tests.integration.api.test_matrix import PUBLIC, api_operations
 
 from infrahaus_api.app import create_app
 from infrahaus_domain.settings import Settings
+from tests.fixtures.api import BASE_URL, UserClient, assert_problem, login, running
+from tests.integration.api.test_matrix import PUBLIC, api_operations
 
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-csrf-token"}
 
