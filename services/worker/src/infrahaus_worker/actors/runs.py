@@ -7,7 +7,7 @@ reconciler see progress at once, and no transaction stays open across a Proxmox 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,21 +139,35 @@ class DomainReporter:
         self.claimed = claimed
         self.current_step: str | None = None
         self._log_failed = False
+        self._report_failed = False
         self._checkpoint: dict[str, Any] = {"created": claimed.pve_created, **claimed.result.get("checkpoint", {})}
 
     @property
     def operation_id(self) -> UUID:
         return self.claimed.operation_id
 
+    async def _report(self, write: Callable[[Services], Awaitable[object]]) -> None:
+        """Write progress or an event; while Redis (the live channel every write also publishes to) is down, the
+        report is skipped with a warning instead of failing the work it describes."""
+        try:
+            async with unit(self.ctx) as u:
+                await write(u)
+        except (RedisError, OSError):
+            if not self._report_failed:
+                log.warning("progress of operation %s not recorded (Redis unavailable); continuing", self.operation_id)
+            self._report_failed = True
+
     async def step(self, step: str, progress: int, message: str) -> None:
         self.current_step = step
-        async with unit(self.ctx) as u:
-            await u.operations.progress(self.operation_id, step=step, progress=progress, message=message)
+        await self._report(
+            lambda u: u.operations.progress(self.operation_id, step=step, progress=progress, message=message)
+        )
 
     async def progress(self, progress: int, message: str | None = None) -> None:
         step = self.current_step or self.claimed.kind
-        async with unit(self.ctx) as u:
-            await u.operations.progress(self.operation_id, step=step, progress=progress, message=message or step)
+        await self._report(
+            lambda u: u.operations.progress(self.operation_id, step=step, progress=progress, message=message or step)
+        )
 
     async def line(self, text: str, *, stream: Stream, source: str) -> None:
         kind, _, name = source.partition(":")
@@ -173,8 +187,7 @@ class DomainReporter:
             self._log_failed = True
 
     async def event(self, type: str, message: str, meta: dict[str, Any] | None = None) -> None:
-        async with unit(self.ctx) as u:
-            await u.events.record(self.claimed.container_id, type, message, meta, self.operation_id)
+        await self._report(lambda u: u.events.record(self.claimed.container_id, type, message, meta, self.operation_id))
 
     async def checkpoint(self) -> dict[str, Any]:
         return dict(self._checkpoint)
