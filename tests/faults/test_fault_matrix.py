@@ -214,7 +214,7 @@ async def assert_consistent(product: Product, ops: dict[str, dict[str, Any]]) ->
         last = own[-1]
         for op in own:
             if op["status"] == "failed":
-                assert op["error"]["code"] in FAULT_CODES, op
+                assert op["error"]["code"] in FAULT_CODES, (op["step"], op["error"])
         response = await product.call("GET", f"/api/containers/{container_id}")
         if response.status_code == 404:
             assert (last["kind"], last["status"]) == ("delete", "succeeded"), own
