@@ -45,6 +45,7 @@ import re
 import shutil
 import stat
 import subprocess
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,8 +224,9 @@ def _image_binaries(node_dir: Path) -> dict[str, Path]:
             raise SandboxUnavailableError(f"{source} is missing (Debian packages bash-static and busybox-static)")
         target = image / name
         if not target.exists():
-            tmp = image / f".{name}.tmp"
-            tmp.unlink(missing_ok=True)
+            # A name of its own per call: concurrent first creations on a node each replace the target atomically
+            # (a shared temporary name let one of them rename a file the other had already moved).
+            tmp = image / f".{name}.{uuid.uuid4().hex}.tmp"
             _link_or_copy(source, tmp)
             tmp.replace(target)
         out[name] = target
