@@ -7,6 +7,7 @@ reconciler see progress at once, and no transaction stays open across a Proxmox 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,8 @@ from infrahaus_worker.discovery import DiscoveredService
 from infrahaus_worker.pipeline.failures import FailureInfo
 from infrahaus_worker.pipeline.reporter import Stream
 
+# Seconds a write waits for Redis to come back (a restart) before it fails.
+REDIS_WAIT = 15.0
 log = logging.getLogger("infrahaus.worker")
 
 
@@ -146,12 +149,25 @@ class DomainReporter:
     def operation_id(self) -> UUID:
         return self.claimed.operation_id
 
+    async def _write(self, write: Callable[[Services], Awaitable[object]]) -> None:
+        """One unit of work, tried again while Redis (the live channel every write also publishes to) is briefly
+        unavailable, e.g. restarting; raises after `REDIS_WAIT` seconds."""
+        deadline = time.monotonic() + REDIS_WAIT
+        while True:
+            try:
+                async with unit(self.ctx) as u:
+                    await write(u)
+                return
+            except (RedisError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
     async def _report(self, write: Callable[[Services], Awaitable[object]]) -> None:
-        """Write progress or an event; while Redis (the live channel every write also publishes to) is down, the
-        report is skipped with a warning instead of failing the work it describes."""
+        """Progress or an event: when Redis stays down, the report is skipped with a warning instead of failing
+        the work it describes."""
         try:
-            async with unit(self.ctx) as u:
-                await write(u)
+            await self._write(write)
         except (RedisError, OSError):
             if not self._report_failed:
                 log.warning("progress of operation %s not recorded (Redis unavailable); continuing", self.operation_id)
@@ -220,10 +236,11 @@ class DomainReporter:
             for s in services
         ]
         credentials = {s.name: dict(s.credentials) for s in services if s.credentials}
-        async with unit(self.ctx) as u:
-            await u.containers.replace_services(
+        await self._write(
+            lambda u: u.containers.replace_services(
                 self.claimed.container_id, infos, credentials, operation_id=self.operation_id
             )
+        )
 
 
 @contextlib.asynccontextmanager
