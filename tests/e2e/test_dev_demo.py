@@ -1,77 +1,24 @@
 """`infrahaus dev --demo` as a subprocess (SQLite, memory stores, simulator inside): login, me, token, bearer."""
 
-import os
-import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fixtures.dev import DevServer, start_dev_server
+
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class DevServer:
-    def __init__(self, base_url: str, data_dir: Path, process: "subprocess.Popen[str]") -> None:
-        self.base_url = base_url
-        self.data_dir = data_dir
-        self.process = process
 
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """One `infrahaus dev --demo` for the module (it takes a while to start)."""
-    tmp_path = tmp_path_factory.mktemp("dev")
-    port = _free_port()
-    data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
-    log = (tmp_path / "dev.log").open("w")  # a file, not a pipe: an unread pipe would block the server
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "infrahaus.cli", "dev", "--demo",
-            "--port", str(port),
-            "--data-dir", str(data_dir),
-            "--sim-api-port", str(_free_port()),
-            "--sim-ssh-port", str(_free_port()),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # generous: the simulator builds its sandbox on a shared, busy machine
-    try:
-        while True:
-            assert process.poll() is None, f"infrahaus dev exited: {(tmp_path / 'dev.log').read_text()}"
-            try:
-                if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "infrahaus dev did not become ready"
-            time.sleep(0.2)
-        yield DevServer(base_url, data_dir, process)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with start_dev_server(tmp_path_factory.mktemp("dev")) as server:
+        yield server
 
 
 def test_demo_login_token_bearer_flow(dev_server: DevServer) -> None:
