@@ -16,19 +16,15 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis
 
 from infrahaus_api.app import create_app
 from infrahaus_domain import migrations
@@ -38,39 +34,12 @@ from infrahaus_domain.settings import Settings
 from infrahaus_proxmox import ProxmoxUnreachable, fetch_certificate
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
 from tests.fixtures.api import create_user_with_token
+from tests.fixtures.dev import free_port
+from tests.fixtures.services import REDIS_BASE_URL as REDIS_URL
+from tests.fixtures.services import pg_url_for, temporary_database, temporary_redis_prefix
 
-PG_ADMIN_DSN = os.environ.get("INFRAHAUS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("INFRAHAUS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 TARGET_RATIO = 1.5
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[str]:
-    name = f"infrahaus_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def _redis_prefix() -> Iterator[str]:
-    prefix = f"infrahaus-bench-{uuid.uuid4().hex[:12]}:"
-    try:
-        yield prefix
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
 
 
 @contextlib.asynccontextmanager
@@ -102,13 +71,6 @@ async def _create(http: httpx.AsyncClient, template_id: str, vmid: int) -> str:
     response.raise_for_status()
     op_id: str = response.json()["operation"]["id"]
     return op_id
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -145,7 +107,12 @@ async def _fingerprint(port: int) -> str:
 
 
 async def run(count: int, task_duration: float) -> float:
-    with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
+    with (
+        temporary_database("bench") as database_name,
+        temporary_redis_prefix(REDIS_URL, "bench") as prefix,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        database_url = pg_url_for(database_name)
         engine = create_engine(database_url)
         await migrations.upgrade(engine)
         await engine.dispose()
@@ -171,7 +138,7 @@ async def run(count: int, task_duration: float) -> float:
                 "INFRAHAUS_LOG_FORMAT": "text",
             }
         )
-        api_port, ssh_port = _free_port(), _free_port()
+        api_port, ssh_port = free_port(), free_port()
         sim_argv = ["pvesim", "--port", str(api_port), "--ssh-port", str(ssh_port)]
         sim_argv += ["--task-duration", str(task_duration), "--data-dir", str(Path(tmp) / "pvesim")]
         worker_argv = ["worker", "--processes", "1", "--threads", str(count)]

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,15 +19,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.fixtures.dev import free_port
+
 TARGET_S = 5.0
 RESULT = Path("bench-results") / "dev_startup.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,7 +33,7 @@ def cpu_seconds(pid: int) -> float:
 
 def one_run(timeout: float) -> tuple[float, float]:
     """Seconds from spawning `infrahaus dev --demo` to its first ready answer, and the CPU seconds it used."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
     with tempfile.TemporaryDirectory(prefix="infrahaus-bench-dev-") as tmp:
         log_path = Path(tmp) / "dev.log"
@@ -50,8 +44,8 @@ def one_run(timeout: float) -> tuple[float, float]:
                     sys.executable, "-m", "infrahaus.cli", "dev", "--demo",
                     "--port", str(port),
                     "--data-dir", str(Path(tmp) / "data"),
-                    "--sim-api-port", str(_free_port()),
-                    "--sim-ssh-port", str(_free_port()),
+                    "--sim-api-port", str(free_port()),
+                    "--sim-ssh-port", str(free_port()),
                 ],
                 env=env,
                 stdout=log,

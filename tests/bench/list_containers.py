@@ -48,7 +48,10 @@ from infrahaus_domain.models.containers import Container
 from infrahaus_proxmox import ProxmoxClient, TlsPolicy, TokenAuth, fetch_certificate
 from infrahaus_proxmox.errors import ProxmoxError
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
-from tests.bench.vmid_check import REDIS_URL, _api_server, _database, _free_port, _percentile, _redis_prefix
+from tests.bench.vmid_check import _api_server, _percentile
+from tests.fixtures.dev import free_port
+from tests.fixtures.services import REDIS_BASE_URL as REDIS_URL
+from tests.fixtures.services import pg_url_for, temporary_database, temporary_redis_prefix
 
 NODES = 5
 PER_NODE = 100
@@ -135,7 +138,7 @@ async def _simulated_nodes(data_dir: Path) -> AsyncIterator[list[SimNode]]:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for index in range(NODES):
-            node = SimNode(name=f"pve{index + 1}", api_port=_free_port(), ssh_port=_free_port())
+            node = SimNode(name=f"pve{index + 1}", api_port=free_port(), ssh_port=free_port())
             argv = [sys.executable, "-m", "infrahaus.cli", "pvesim", "--node", node.name]
             argv += ["--port", str(node.api_port), "--ssh-port", str(node.ssh_port), "--latency", str(LATENCY)]
             argv += ["--guests", str(GUESTS), "--data-dir", str(data_dir / node.name)]
@@ -291,7 +294,12 @@ def _out(line: str) -> None:
 
 
 async def run(samples: int, concurrency: int, duration: float) -> int:
-    with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
+    with (
+        temporary_database("bench") as database_name,
+        temporary_redis_prefix(REDIS_URL, "bench") as prefix,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        database_url = pg_url_for(database_name)
         engine = create_engine(database_url)
         await migrations.upgrade(engine)
         await engine.dispose()
@@ -309,7 +317,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
                 "INFRAHAUS_INVENTORY_CACHE_MS": "0",
             }
             async with (
-                _api_server(env, _free_port(), 1) as base_url,
+                _api_server(env, free_port(), 1) as base_url,
                 httpx.AsyncClient(base_url=base_url, timeout=30.0) as client,
             ):
                 ids = await _register(client, nodes)
@@ -326,7 +334,7 @@ async def run(samples: int, concurrency: int, duration: float) -> int:
                 nodes_rps, nodes_errors = await _throughput(
                     f"{base_url}/api/nodes", {"Cookie": cookies}, concurrency, duration
                 )
-            async with _bare_server(_free_port()) as bare_url:
+            async with _bare_server(free_port()) as bare_url:
                 bare_rps, bare_errors = await _throughput(f"{bare_url}/bare", {}, concurrency, duration)
 
     load = os.getloadavg()[0]

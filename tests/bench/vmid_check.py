@@ -19,67 +19,29 @@ import contextlib
 import math
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import psycopg
-import redis
 
 from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
+from tests.fixtures.dev import free_port
+from tests.fixtures.services import REDIS_BASE_URL as REDIS_URL
+from tests.fixtures.services import pg_url_for, temporary_database, temporary_redis_prefix
 
-PG_ADMIN_DSN = os.environ.get("INFRAHAUS_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("INFRAHAUS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ROUTE = "/api/nodes/{node_id}/vmids/{vmid}"
 # How the route appears in the `route` label of the request-duration histogram (Litestar's path template).
 ROUTE_LABEL = re.compile(r'route="/api/nodes/\{node_id[^}]*\}/vmids/\{vmid[^}]*\}"')
 TARGET_P99_MS = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[str]:
-    name = f"infrahaus_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def _redis_prefix() -> Iterator[str]:
-    prefix = f"infrahaus-bench-{uuid.uuid4().hex[:12]}:"
-    try:
-        yield prefix
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
 
 
 @contextlib.asynccontextmanager
@@ -258,7 +220,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def run(rate: float, duration: float, workers: int) -> int:
-    with _database() as database_url, _redis_prefix() as prefix, tempfile.TemporaryDirectory() as tmp:
+    with (
+        temporary_database("bench") as database_name,
+        temporary_redis_prefix(REDIS_URL, "bench") as prefix,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        database_url = pg_url_for(database_name)
         engine = create_engine(database_url)
         await migrations.upgrade(engine)
         await engine.dispose()
@@ -275,7 +242,7 @@ async def run(rate: float, duration: float, workers: int) -> int:
                 "INFRAHAUS_COOKIE_SECURE": "false",
                 "INFRAHAUS_LOG_LEVEL": "WARNING",
             }
-            port = _free_port()
+            port = free_port()
             async with (
                 _api_server(env, port, workers) as base_url,
                 httpx.AsyncClient(base_url=base_url, timeout=10.0) as client,

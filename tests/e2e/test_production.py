@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from infrahaus_domain.crypto import format_key, generate_key
@@ -30,7 +29,7 @@ from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE, DEMO_TOKEN_ID
 from tests.fixtures.dev import free_port
 from tests.fixtures.nodes import node_body
 from tests.fixtures.processes import Processes, wait_live
-from tests.fixtures.services import PG_ADMIN_DSN
+from tests.fixtures.services import pg_url_for, temporary_database
 
 pytestmark = pytest.mark.e2e
 
@@ -58,13 +57,8 @@ def simulator_config(tmp_path: Path) -> SimulatorConfig:
 @pytest.fixture
 def database_url() -> Iterator[str]:
     """A PostgreSQL database created for this test (empty: `infrahaus migrate` builds the schema)."""
-    name = f"infrahaus_prod_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database("prod") as name:
+        yield pg_url_for(name)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ and never a second container on the node.
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,19 +23,13 @@ from infrahaus_domain.crypto import format_key
 from infrahaus_domain.settings import Settings
 from infrahaus_proxmox.simulator import RunningNode, SimulatorConfig
 from tests.fixtures.api import create_user_with_token
+from tests.fixtures.dev import free_port
 from tests.fixtures.nodes import node_body
 
 pytestmark = pytest.mark.e2e
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -117,7 +110,7 @@ def processes(process_env: dict[str, str], tmp_path: Path) -> Iterator[Processes
 @pytest.fixture
 async def api(processes: Processes) -> str:
     """Base URL of a running `infrahaus api` process."""
-    port = _free_port()
+    port = free_port()
     process = processes.start("api", "api", "--port", str(port), "--workers", "1")
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

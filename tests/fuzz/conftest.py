@@ -9,13 +9,11 @@ Fixtures: `fuzz_target` (module scope: base URL, a bearer token, and ids of real
 import asyncio
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import uvicorn
 
@@ -26,7 +24,7 @@ from infrahaus_domain.settings import AuthServer, EncryptionKey, Settings
 from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
 from tests.fixtures.api import create_user_with_token
 from tests.fixtures.nodes import node_body
-from tests.fixtures.services import PG_ADMIN_DSN, _pg_url
+from tests.fixtures.services import pg_url_for, temporary_database
 
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI_PATH = REPO / "openapi" / "openapi.json"
@@ -120,22 +118,18 @@ class _SettingsFactory:
 @pytest.fixture(scope="module")
 def fuzz_database() -> Iterator[str]:
     """A migrated PostgreSQL database of its own: fuzzing writes freely without touching other tests' data."""
-    name = f"infrahaus_fuzz_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type,unused-ignore]
-    url = _pg_url(name)
+    with temporary_database("fuzz") as name:
+        url = pg_url_for(name)
 
-    async def upgrade() -> None:
-        engine = create_engine(url)
-        try:
-            await migrations.upgrade(engine)
-        finally:
-            await engine.dispose()
+        async def upgrade() -> None:
+            engine = create_engine(url)
+            try:
+                await migrations.upgrade(engine)
+            finally:
+                await engine.dispose()
 
-    asyncio.run(upgrade())
-    yield url
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type,unused-ignore]
+        asyncio.run(upgrade())
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.fixtures.dev import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -117,13 +118,6 @@ def _modules_from_operation_ids() -> set[str]:
 # ------------------------------------------------------------------ the scenario against the running product
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Demo:
     base_url: str
@@ -135,7 +129,7 @@ class Demo:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """`infrahaus dev --demo` on free ports (SQLite, in-process worker, simulator), stopped with SIGINT."""
-    port, sim_api_port, sim_ssh_port = _free_port(), _free_port(), _free_port()
+    port, sim_api_port, sim_ssh_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
     log_path = tmp_path / "dev.log"
     with log_path.open("w") as log:  # a file, not a pipe: an unread pipe would block the server

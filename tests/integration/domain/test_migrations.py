@@ -1,11 +1,9 @@
 """One Alembic history for PostgreSQL and SQLite: up, down, up again; transactional on PostgreSQL; matches models."""
 
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -17,18 +15,14 @@ from infrahaus_domain import migrations
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.models import metadata
 from infrahaus_domain.settings import parse_keyring
-from tests.fixtures.services import PG_ADMIN_DSN, _pg_url
+from tests.fixtures.services import pg_url_for, temporary_database
 
 
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """An empty PostgreSQL database of its own (migrations are tested from nothing)."""
-    name = f"infrahaus_mig_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type,unused-ignore]
-    yield _pg_url(name)
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type,unused-ignore]
+    with temporary_database("mig") as name:
+        yield pg_url_for(name)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

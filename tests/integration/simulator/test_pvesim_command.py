@@ -4,7 +4,6 @@ import asyncio
 import hashlib
 import re
 import signal
-import socket
 import ssl
 import sys
 import time
@@ -12,12 +11,7 @@ from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.fixtures.dev import free_port
 
 
 async def _served_fingerprint(port: int) -> str:
@@ -32,7 +26,7 @@ async def _served_fingerprint(port: int) -> str:
 
 
 async def test_pvesim_prints_credentials_and_serves(tmp_path: Path) -> None:
-    port, ssh_port = _free_port(), _free_port()
+    port, ssh_port = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
