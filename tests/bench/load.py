@@ -39,10 +39,11 @@ from infrahaus_domain.settings import Settings
 from infrahaus_proxmox import fetch_certificate
 from infrahaus_proxmox.errors import ProxmoxError
 from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_SSH_USER, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
-from tests.bench.vmid_check import REDIS_URL, _database, _redis_prefix
 from tests.fixtures.api import create_user_with_token
 from tests.fixtures.dev import free_port
 from tests.fixtures.processes import Processes, process_tree_cpu, process_tree_rss, wait_live
+from tests.fixtures.services import REDIS_BASE_URL as REDIS_URL
+from tests.fixtures.services import pg_url_for, temporary_database, temporary_redis_prefix
 
 RESULTS = Path("bench-results") / "load.json"
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -199,10 +200,11 @@ async def _sample_memory(api: MemoryPeaks, api_pid: int, worker: MemoryPeaks, wo
 
 async def run(rate: float, duration: float, api_workers: int, creations: int, seed_containers: int) -> int:
     with (
-        _database() as database_url,
-        _redis_prefix() as prefix,
+        temporary_database("bench") as database_name,
+        temporary_redis_prefix(REDIS_URL, "bench") as prefix,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        database_url = pg_url_for(database_name)
         engine = create_engine(database_url)
         await migrations.upgrade(engine)
         await engine.dispose()
