@@ -1,70 +1,75 @@
-.PHONY: help bootstrap services sync dev demo test lint fmt migrate openapi bench
+# The verbs a newcomer needs; `make` (or `make help`) lists them from the `## ...` after each target.
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap services sync dev demo test test-all lint audit fuzz sdk clients fmt migrate openapi bench
 
 UV ?= uv
+# pytest-xdist workers for the test targets (auto: one per core); PYTEST_ARGS passes more, e.g. PYTEST_ARGS="-x".
+JOBS ?= auto
+PYTEST_ARGS ?=
+PYTEST_PARALLEL = -n $(JOBS) --dist loadgroup --durations=15
+CLIENT_TOOLS = tests/clients/node_modules/.package-lock.json
 
-help:
-	@echo "make bootstrap install system packages (as root) and the locked Python workspace"
-	@echo "make services start PostgreSQL and Redis on 127.0.0.1 when they are not answering"
-	@echo "make dev      run the embedded default (SQLite, in-process worker)"
-	@echo "make demo     same, with the Proxmox simulator beside it"
-	@echo "make test     run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)"
-	@echo "make lint     ruff, mypy --strict, import-linter, dependency audit"
-	@echo "make fuzz     long schema fuzzing run (FUZZ_EXAMPLES=100 per operation, ~20 min)"
-	@echo "make sdk      generate the Python SDK and run the scenario against infrahaus dev --demo"
-	@echo "make fmt      format and autofix"
-	@echo "make migrate  apply database migrations"
-	@echo "make openapi  regenerate openapi/openapi.json"
-	@echo "make bench    run the benchmarks and print the performance record"
+help: ## list these targets
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:[^#]*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-bootstrap:
+bootstrap: ## install system packages (as root) and the locked Python workspace
 	bash scripts/bootstrap.sh
 
-services:
+services: ## start PostgreSQL and Redis on 127.0.0.1 when they are not answering
 	bash scripts/services.sh
 
-sync:
+sync: ## install the locked workspace (every member, dev tools)
 	$(UV) sync --locked
 
-dev: bootstrap
+dev: bootstrap ## run the embedded default (SQLite, in-process worker)
 	$(UV) run infrahaus dev
 
-demo: bootstrap
+demo: bootstrap ## the embedded default with the Proxmox simulator beside it
 	$(UV) run infrahaus dev --demo
 
-test:
-	$(UV) run pytest
+test: ## the fast loop: unit + integration tests in parallel, slowest printed (PostgreSQL, Redis on 127.0.0.1)
+	$(UV) run pytest tests/unit tests/integration $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
-lint:
+test-all: $(CLIENT_TOOLS) ## every test, as CI runs it: adds e2e, fault matrix, fuzzing, SDK and real clients
+	$(UV) run pytest tests $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+lint: ## ruff format and check, mypy --strict, import-linter layer contracts (no network)
 	$(UV) run ruff format --check .
 	$(UV) run ruff check .
-	$(UV) run mypy libs/proxmox/src libs/domain/src services/api/src services/worker/src src tests tools
+	$(UV) run mypy
 	$(UV) run lint-imports
-	$(UV) run python tools/audit_dependencies.py
 
 # Fails on a known vulnerability; an unreachable service is reported loudly but passes (AUDIT_STRICT=1: fails).
-audit:
+audit: ## pip-audit of the locked dependencies (needs the network)
 	$(UV) run python tools/audit_dependencies.py
 
-# The CI run (`make test`) fuzzes 15 examples per operation and 6 stateful sequences; this one digs deeper
+# `make test-all` fuzzes 15 examples per operation and 6 stateful sequences; this one digs deeper
 # (override FUZZ_EXAMPLES, FUZZ_STATEFUL_EXAMPLES, FUZZ_SEED).
 FUZZ_EXAMPLES ?= 100
 FUZZ_STATEFUL_EXAMPLES ?= 100
-fuzz:
+fuzz: ## long schema fuzzing run (FUZZ_EXAMPLES=100 per operation, ~20 min)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_STATEFUL_EXAMPLES=$(FUZZ_STATEFUL_EXAMPLES) \
 		$(UV) run pytest tests/fuzz -q -p no:cacheprovider --timeout 3600
 
-sdk:
+sdk: ## generate the Python SDK and run the scenario against infrahaus dev --demo
 	$(UV) run pytest tests/sdk -q
 
-fmt:
+clients: $(CLIENT_TOOLS) ## the TypeScript client and headless Chromium tests (tests/clients)
+	$(UV) run pytest tests/clients -q
+
+# The pinned Node tools of tests/clients, installed again whenever their lock file changes.
+$(CLIENT_TOOLS): tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+
+fmt: ## format and autofix
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-migrate:
+migrate: ## apply database migrations
 	$(UV) run infrahaus migrate
 
-openapi:
+openapi: ## regenerate openapi/openapi.json
 	$(UV) run infrahaus openapi
 
-bench:
+bench: ## run the benchmarks and print the performance record
 	$(UV) run python -m tests.bench

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
 
 # Debian packages: static bash and busybox populate the simulator's sandboxed containers; unshare/newuidmap
-# confine them in a user namespace; jq and curl drive the README walk-through.
+# confine them in a user namespace; jq and curl drive the README walk-through; wrk is `make bench`'s load generator.
 need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -x /bin/bash-static ] || need+=(bash-static)
@@ -16,9 +16,14 @@ command -v newuidmap >/dev/null || need+=(uidmap)
 command -v make >/dev/null || need+=(make)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
+command -v wrk >/dev/null || need+=(wrk)
 if [ "${INFRAHAUS_BOOTSTRAP_SERVICES_CLIENTS:-0}" = 1 ]; then
   command -v pg_isready >/dev/null || need+=(postgresql-client)
   command -v redis-cli >/dev/null || need+=(redis-tools)
+  # The real-client tests (tests/clients): Node for the TypeScript tools and playwright-core, Chromium to drive.
+  command -v node >/dev/null || need+=(nodejs)
+  command -v npm >/dev/null || need+=(npm)
+  command -v chromium >/dev/null || need+=(chromium)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -48,3 +53,7 @@ if ! command -v uv >/dev/null; then
 fi
 log "uv sync --locked"
 uv sync --locked
+if [ "${INFRAHAUS_BOOTSTRAP_SERVICES_CLIENTS:-0}" = 1 ]; then
+  log "npm ci (tests/clients: pinned TypeScript and browser tools)"
+  npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
+fi

@@ -1,4 +1,4 @@
-"""Benchmark: 20 concurrent container creations on the simulator (SPEC §11: makespan <= 1.5 x one creation).
+"""Benchmark: 20 concurrent container creations on the simulator (target: makespan <= 1.5 x one creation).
 
 Everything on loopback, in the shape of a deployment: a fresh PostgreSQL database and Redis key prefix, the
 Proxmox simulator as its own process (`infrahaus pvesim`, Proxmox-like task durations), one worker process
@@ -30,9 +30,17 @@ from infrahaus_api.app import create_app
 from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import (
+    DatabaseSettings,
+    EncryptionSettings,
+    LogSettings,
+    OutboundSettings,
+    RedisSettings,
+    SessionSettings,
+    Settings,
+)
 from infrahaus_proxmox import ProxmoxUnreachable, fetch_certificate
-from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
+from infrahaus_pvesim.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
 from tests.fixtures.api import create_user_with_token
 from tests.fixtures.dev import free_port
 from tests.fixtures.services import REDIS_BASE_URL as REDIS_URL
@@ -118,20 +126,20 @@ async def run(count: int, task_duration: float) -> float:
         await engine.dispose()
         key = generate_key("bench")
         settings = Settings(
-            database_url=database_url,
-            redis_url=REDIS_URL,
-            redis_prefix=prefix,
-            encryption_keys=(key,),
+            database=DatabaseSettings(url=database_url),
+            redis=RedisSettings(url=REDIS_URL, prefix=prefix),
+            encryption=EncryptionSettings(keys=(key,)),
+            outbound=OutboundSettings(allow=("127.0.0.0/8", "::1")),
+            sessions=SessionSettings(cookie_secure=False),
+            logging=LogSettings(level="WARNING", format="text"),
             templates_dir=TEMPLATES_DIR,
-            cookie_secure=False,
-            log_level="WARNING",
-            log_format="text",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
         env.update(
             {
                 "INFRAHAUS_DATABASE_URL": database_url,
                 "INFRAHAUS_REDIS_URL": REDIS_URL,
+                "INFRAHAUS_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
                 "INFRAHAUS_REDIS_PREFIX": prefix,
                 "INFRAHAUS_ENCRYPTION_KEYS": format_key(key),
                 "INFRAHAUS_LOG_LEVEL": "WARNING",

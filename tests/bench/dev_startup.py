@@ -1,4 +1,4 @@
-"""Benchmark: how long `infrahaus dev --demo` takes to be ready (target < 5 s on this machine, SPEC §11 / issue 7).
+"""Benchmark: how long `infrahaus dev --demo` takes to be ready (target < 5 s on this machine).
 
 Each run spawns `infrahaus dev --demo` on free ports with a fresh data directory (so migrations, the encryption key,
 the template sync and the simulator all start from nothing) and measures the time from the spawn to the first

@@ -1,4 +1,5 @@
-"""Benchmark: mixed reads and VMID checks at a fixed rate against the production processes (SPEC §11).
+"""Benchmark: mixed reads and VMID checks at a fixed rate against the production processes (targets: README.md,
+Performance).
 
 Everything on loopback: a fresh PostgreSQL database, a Redis key prefix, `infrahaus pvesim` (one node, its own
 process), `infrahaus api --workers 2` and `infrahaus worker`. A user with a bearer token registers the node,
@@ -35,10 +36,10 @@ import httpx
 from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import DatabaseSettings, EncryptionSettings, OutboundSettings, RedisSettings, Settings
 from infrahaus_proxmox import fetch_certificate
 from infrahaus_proxmox.errors import ProxmoxError
-from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_SSH_USER, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
+from infrahaus_pvesim.config import DEMO_PASSWORD, DEMO_SSH_USER, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
 from tests.fixtures.api import create_user_with_token
 from tests.fixtures.dev import free_port
 from tests.fixtures.processes import Processes, process_tree_cpu, process_tree_rss, wait_live
@@ -209,12 +210,18 @@ async def run(rate: float, duration: float, api_workers: int, creations: int, se
         await migrations.upgrade(engine)
         await engine.dispose()
         key = generate_key("bench")
-        settings = Settings(database_url=database_url, redis_url=REDIS_URL, redis_prefix=prefix, encryption_keys=(key,))
+        settings = Settings(
+            database=DatabaseSettings(url=database_url),
+            redis=RedisSettings(url=REDIS_URL, prefix=prefix),
+            encryption=EncryptionSettings(keys=(key,)),
+            outbound=OutboundSettings(allow=("127.0.0.0/8", "::1")),
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
         env.update(
             {
                 "INFRAHAUS_DATABASE_URL": database_url,
                 "INFRAHAUS_REDIS_URL": REDIS_URL,
+                "INFRAHAUS_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
                 "INFRAHAUS_REDIS_PREFIX": prefix,
                 "INFRAHAUS_ENCRYPTION_KEYS": format_key(key),
                 "INFRAHAUS_TEMPLATES_DIR": str(TEMPLATES_DIR),

@@ -1,4 +1,4 @@
-"""Benchmark: `GET /api/nodes/{id}/vmids/{vmid}` latency at a fixed request rate (SPEC §11: p99 ≤ 5 ms server-side).
+"""Benchmark: `GET /api/nodes/{id}/vmids/{vmid}` latency at a fixed request rate (target: p99 ≤ 5 ms server-side).
 
 Starts everything on loopback: a fresh PostgreSQL database, a Redis key prefix, the Proxmox simulator (in this
 process) and the API under uvicorn (a child process). Logs in, registers the simulator's node, warms the VMID
@@ -32,8 +32,8 @@ import httpx
 from infrahaus_domain import migrations
 from infrahaus_domain.crypto import format_key, generate_key
 from infrahaus_domain.db import create_engine
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
-from infrahaus_proxmox.simulator.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
+from infrahaus_pvesim import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_pvesim.config import DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_TOKEN_SECRET, DEMO_USER
 from tests.fixtures.dev import free_port
 from tests.fixtures.services import REDIS_BASE_URL as REDIS_URL
 from tests.fixtures.services import pg_url_for, temporary_database, temporary_redis_prefix
@@ -235,6 +235,7 @@ async def run(rate: float, duration: float, workers: int) -> int:
             env = {
                 "INFRAHAUS_DATABASE_URL": database_url,
                 "INFRAHAUS_REDIS_URL": REDIS_URL,
+                "INFRAHAUS_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
                 "INFRAHAUS_REDIS_PREFIX": prefix,
                 "INFRAHAUS_ENCRYPTION_KEYS": format_key(generate_key("bench")),
                 "INFRAHAUS_AUTH_PVE_URL": node.api_url,

@@ -3,13 +3,15 @@
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.dev import DevServer, start_dev_server
+from tests.fixtures.dev import DevServer, free_port, start_dev_server
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +79,61 @@ def test_schemathesis_finds_no_contract_violation_in_auth(dev_server: DevServer,
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def _wait_operation(http: httpx.Client, op_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        op: dict[str, Any] = http.get(f"/api/operations/{op_id}").json()
+        if op["status"] in ("succeeded", "failed", "cancelled"):
+            return op
+        assert time.monotonic() < deadline, op
+        time.sleep(0.2)
+
+
+def _use_a_token(http: httpx.Client) -> None:
+    csrf = http.post("/api/auth/login", json={"username": "root@pam", "password": "demo"}).json()["csrf_token"]
+    token = http.post("/api/auth/tokens", json={"name": "restart"}, headers={"X-CSRF-Token": csrf}).json()["token"]
+    http.cookies.clear()
+    http.headers["Authorization"] = f"Bearer {token}"
+
+
+def test_a_restarted_demo_still_has_its_simulated_containers(tmp_path: Path) -> None:
+    ports = (free_port(), free_port(), free_port())
+    with start_dev_server(tmp_path, ports) as server, httpx.Client(base_url=server.base_url, timeout=15) as http:
+        _use_a_token(http)
+        fingerprint = http.post("/api/nodes/probe", json={"host": "127.0.0.1", "port": server.sim_api_port})
+        node = http.post(
+            "/api/nodes",
+            json={
+                "name": "demo",
+                "host": "127.0.0.1",
+                "port": server.sim_api_port,
+                "token_id": "root@pam!infrahaus",
+                "token_secret": "demo-token-secret",
+                "tls_fingerprint": fingerprint.json()["fingerprint_sha256"],
+                "ssh_port": server.sim_ssh_port,
+                "ssh_password": "demo",
+            },
+        )
+        assert node.status_code == 201, node.text
+        created = http.post(
+            "/api/containers",
+            json={"hostname": "kept", "os_template": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"},
+        )
+        assert created.status_code == 202, created.text
+        container_id = created.json()["container"]["id"]
+        assert _wait_operation(http, created.json()["operation"]["id"])["status"] == "succeeded"
+        before = http.get(f"/api/containers/{container_id}").json()
+        assert before["status"] == "running"
+        token = http.headers["Authorization"]
+
+    with start_dev_server(tmp_path, ports) as server, httpx.Client(base_url=server.base_url, timeout=15) as http:
+        http.headers["Authorization"] = token
+        after = http.get(f"/api/containers/{container_id}").json()
+        assert after["status"] == "running", after
+        assert after["config_error"] is None, after["config_error"]
+        assert after["config"]["hostname"] == "kept"
+        stop = http.post(f"/api/containers/{container_id}/stop")
+        assert stop.status_code == 202, stop.text
+        assert _wait_operation(http, stop.json()["id"])["status"] == "succeeded"

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,9 +24,11 @@ from typing import Any
 import httpx
 import pytest
 
+from infrahaus_api.auth import AUTH_CACHE_SECONDS, SESSION_COOKIE
 from infrahaus_domain.crypto import format_key, generate_key
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimToken, SimulatorConfig
-from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE, DEMO_TOKEN_ID
+from infrahaus_domain.nodes.list_cache import NODE_LIST_SECONDS
+from infrahaus_pvesim import RunningNode, SimNodeConfig, SimToken, SimulatorConfig
+from infrahaus_pvesim.config import DEMO_OSTEMPLATE, DEMO_TOKEN_ID
 from tests.fixtures.dev import free_port
 from tests.fixtures.nodes import node_body
 from tests.fixtures.processes import Processes, wait_live
@@ -46,6 +49,7 @@ SLOW_SCRIPT = 'log_info "start"\nsleep 5\nlog_info "end"\n'
 @pytest.fixture
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
     return SimulatorConfig(
+        auth_failure_delay=0.0,
         data_dir=tmp_path / "pvesim",
         nodes=[SimNodeConfig(name="pve", ssh_users={"root": SSH_PASSWORD})],
         users={"root@pam": LOGIN_PASSWORD},
@@ -69,6 +73,7 @@ def env(database_url: str, redis_url: str, redis_prefix: str, sim_node: RunningN
         {
             "INFRAHAUS_DATABASE_URL": database_url,
             "INFRAHAUS_REDIS_URL": redis_url,
+            "INFRAHAUS_OUTBOUND_ALLOW": "127.0.0.0/8,::1",
             "INFRAHAUS_REDIS_PREFIX": f"{redis_prefix}{uuid.uuid4().hex[:8]}:",
             "INFRAHAUS_ENCRYPTION_KEYS": format_key(generate_key("prod1")),
             "INFRAHAUS_AUTH_SERVERS": json.dumps(
@@ -100,10 +105,10 @@ def processes(env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
         procs.stop_all()
 
 
-def start_api(processes: Processes, name: str, *, workers: int) -> tuple[str, Coroutine[Any, Any, None]]:
+def start_api(processes: Processes, name: str, *extra: str, workers: int) -> tuple[str, Coroutine[Any, Any, None]]:
     """Start `infrahaus api`; returns its base URL and a coroutine that waits until it is ready."""
     port = free_port()
-    process = processes.start(name, "api", "--port", str(port), "--workers", str(workers))
+    process = processes.start(name, "api", "--port", str(port), "--workers", str(workers), *extra)
     base_url = f"http://127.0.0.1:{port}"
     return base_url, wait_live(f"{base_url}/health/ready", process, what=name, timeout=120)
 
@@ -140,18 +145,17 @@ async def wait_operation(
 
 
 async def sse_events(http: httpx.AsyncClient, path: str, *, timeout: float = 90) -> list[tuple[str, str]]:
-    """(event, data) pairs of an SSE stream, read until its `done` event."""
+    """(type, data) pairs of an SSE stream (every item's `type` is in its JSON data), read until `done`."""
     events: list[tuple[str, str]] = []
-    event = ""
     async with asyncio.timeout(timeout), http.stream("GET", path, timeout=None) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line.partition(":")[2].strip()
-            elif line.startswith("data:"):
-                events.append((event, line.partition(":")[2].strip()))
-                if event == "done":
+            if line.startswith("data:"):
+                data = line.partition(":")[2].strip()
+                kind = json.loads(data)["type"]
+                events.append((kind, data))
+                if kind == "done":
                     return events
     raise AssertionError(f"the stream ended without a done event: {events}")
 
@@ -190,7 +194,8 @@ async def test_two_api_processes_and_a_worker(
     processes: Processes, sim_node: RunningNode, simulator_config: SimulatorConfig
 ) -> None:
     # Started together: each boots while the others do.
-    api1, api1_ready = start_api(processes, "api1", workers=2)
+    api1_metrics_port = free_port()
+    api1, api1_ready = start_api(processes, "api1", "--metrics-port", str(api1_metrics_port), workers=2)
     api2, api2_ready = start_api(processes, "api2", workers=1)
     worker_metrics, worker_ready = start_worker(processes)
     await asyncio.gather(api1_ready, api2_ready, worker_ready)
@@ -222,7 +227,7 @@ async def test_two_api_processes_and_a_worker(
 
             events = await sse_events(two, f"/api/containers/{container_id}/progress")
             assert events[-1][0] == "done"
-            assert json.loads(events[-1][1]) == {"operation_id": op_id, "status": "succeeded"}
+            assert json.loads(events[-1][1]) == {"type": "done", "operation_id": op_id, "status": "succeeded"}
             assert "step" in {event for event, _ in events}
             op = (await two.get(f"/api/operations/{op_id}")).json()
             assert op["status"] == "succeeded", op
@@ -250,7 +255,9 @@ async def test_two_api_processes_and_a_worker(
 
         # The live inventory asks the node: a Proxmox call from an API process.
         assert (await one.get("/api/containers")).status_code == 200
-        api_metrics = (await one.get("/metrics")).text
+        # Without INFRAHAUS_METRICS_TOKEN the API port does not serve metrics; the metrics port does.
+        assert (await one.get("/metrics")).status_code == 404
+        api_metrics = (await one.get(f"http://127.0.0.1:{api1_metrics_port}/metrics")).text
     assert sample(api_metrics, "infrahaus_http_request_duration_seconds_count", method="POST", route="/api/containers")
     assert sample(api_metrics, "infrahaus_http_requests_total", route="/api/auth/login", status="200") == 1
     assert sample(api_metrics, "infrahaus_proxmox_request_duration_seconds_count", method="GET", status="200")
@@ -421,3 +428,180 @@ async def test_dev_ctrl_c_leaves_no_operation_half_done(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             dev.kill()
             dev.wait()
+
+
+async def _refused_within(http: httpx.AsyncClient, headers: dict[str, str], bound: float) -> float:
+    """Seconds until `GET /api/nodes` with `headers` answers 401 (fails when that takes `bound` or longer)."""
+    started = time.monotonic()
+    while (response := await http.get("/api/nodes", headers=headers)).status_code != 401:
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - started < bound, f"still accepted after {bound:g} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_logout_and_token_revocation_reach_every_api_process(processes: Processes) -> None:
+    """Each API process keeps a verified session or token in memory for AUTH_CACHE_SECONDS (no round trip per
+    request); a logout or a revocation on one process is refused by the other at once (pub/sub), well before that
+    bound could have ended it."""
+    api1, api1_ready = start_api(processes, "api1", workers=1)
+    api2, api2_ready = start_api(processes, "api2", workers=1)
+    await asyncio.gather(api1_ready, api2_ready)
+    async with httpx.AsyncClient(base_url=api1, timeout=30) as one, httpx.AsyncClient(base_url=api2, timeout=30) as two:
+        csrf = await login(one)
+        session = {"Cookie": f"{SESSION_COOKIE}={one.cookies[SESSION_COOKIE]}"}
+        created = await one.post("/api/auth/tokens", json={"name": "ci"}, headers={"X-CSRF-Token": csrf})
+        assert created.status_code == 201, created.text
+        bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+        for http in (one, two):  # both processes verify both, and now serve them from memory
+            for headers in (session, bearer):
+                for _ in range(3):
+                    assert (await http.get("/api/nodes", headers=headers)).status_code == 200
+
+        revoked = await one.delete(f"/api/auth/tokens/{created.json()['id']}", headers={"X-CSRF-Token": csrf})
+        assert revoked.status_code == 204, revoked.text
+        assert (await one.get("/api/nodes", headers=bearer)).status_code == 401
+        await _refused_within(two, bearer, AUTH_CACHE_SECONDS / 2)
+
+        logged_out = await one.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
+        assert logged_out.status_code == 204, logged_out.text
+        assert (await one.get("/api/nodes", headers=session)).status_code == 401
+        await _refused_within(two, session, AUTH_CACHE_SECONDS / 2)
+
+
+async def test_a_node_list_change_reaches_every_api_process(
+    processes: Processes, sim_node: RunningNode, simulator_config: SimulatorConfig
+) -> None:
+    """Each API process keeps every user's node list in memory (no round trip per read); a change committed by
+    another API process or by the worker — a node registered or renamed, a container created or deleted, which
+    changes the list's counts — is shown by every process within milliseconds (pub/sub), well before the bound."""
+    api1, api1_ready = start_api(processes, "api1", workers=1)
+    api2, api2_ready = start_api(processes, "api2", workers=1)
+    await asyncio.gather(api1_ready, api2_ready, start_worker(processes, count=1)[1])
+    async with httpx.AsyncClient(base_url=api1, timeout=30) as one:
+        one.headers["X-CSRF-Token"] = await login(one)
+        async with httpx.AsyncClient(base_url=api2, timeout=30, cookies=one.cookies, headers=one.headers) as two:
+
+            async def listed(http: httpx.AsyncClient) -> list[tuple[str, int]]:
+                response = await http.get("/api/nodes")
+                assert response.status_code == 200, response.text
+                return [(n["name"], n["container_count"]) for n in response.json()["items"]]
+
+            async def shown_within(http: httpx.AsyncClient, expected: list[tuple[str, int]]) -> None:
+                started = time.monotonic()
+                while (seen := await listed(http)) != expected:
+                    assert time.monotonic() - started < NODE_LIST_SECONDS / 2, seen
+                    await asyncio.sleep(0.02)
+
+            for http in (one, two):  # both processes keep the (empty) list
+                assert await listed(http) == []
+            registered = await one.post("/api/nodes", json=node_body(sim_node, simulator_config))
+            assert registered.status_code == 201, registered.text
+            node = registered.json()
+            await shown_within(two, [(node["name"], 0)])
+
+            renamed = await two.patch(f"/api/nodes/{node['id']}", json={"name": "renamed"})
+            assert renamed.status_code == 200, renamed.text
+            await shown_within(one, [("renamed", 0)])
+
+            created = await two.post(
+                "/api/containers", json={"hostname": "counted", "os_template": DEMO_OSTEMPLATE, "vmid": 176}
+            )
+            assert created.status_code == 202, created.text
+            await shown_within(one, [("renamed", 1)])
+            assert (await wait_operation(one, created.json()["operation"]["id"]))["status"] == "succeeded"
+
+            for http in (one, two):
+                assert await listed(http) == [("renamed", 1)]
+            deleted = await one.delete(f"/api/containers/{created.json()['container']['id']}")
+            assert deleted.status_code == 202, deleted.text
+            assert (await wait_operation(one, deleted.json()["id"]))["status"] == "succeeded"
+            # The worker removed the record: both API processes show it at once.
+            await shown_within(one, [("renamed", 0)])
+            await shown_within(two, [("renamed", 0)])
+    processes.stop_all(signal.SIGKILL)  # a graceful stop is not what this test is about
+
+
+async def test_uvicorns_own_lines_are_redacted_json_without_tracebacks(processes: Processes) -> None:
+    """What uvicorn itself logs (its supervisor, a bind failure, a request it cannot parse) goes through the product's
+    format: one JSON object per line, an exception's type instead of its traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = processes.start("busy", "api", "--port", str(taken.getsockname()[1]), "--workers", "2")
+        await asyncio.wait_for(asyncio.to_thread(busy.wait), timeout=90)
+    processes.running.pop("busy")
+    assert busy.returncode != 0
+    bind_log = processes.log("busy")
+    assert "Traceback" not in bind_log
+    bind_records = json_lines(bind_log, "busy")
+    assert any(r["logger"].startswith("uvicorn") and r["level"] == "error" for r in bind_records), bind_records
+
+    base_url, ready = start_api(processes, "garbled", workers=2)
+    await ready
+    port = int(base_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x16\x03\x01 Authorization: Bearer ihs_0123456789abcdef_leaked\r\n\r\n")
+    await writer.drain()
+    await reader.read()
+    writer.close()
+    deadline = time.monotonic() + 30
+    while "Invalid HTTP request" not in processes.log("garbled"):
+        assert time.monotonic() < deadline, processes.log("garbled")
+        await asyncio.sleep(0.2)
+    garbled_log = processes.log("garbled")
+    assert "Traceback" not in garbled_log
+    assert "ihs_0123456789abcdef_leaked" not in garbled_log
+    records = json_lines(garbled_log, "garbled")
+    assert any(r["logger"] == "uvicorn.error" and "Invalid HTTP request" in r["message"] for r in records)
+
+
+async def test_both_api_processes_answer_an_operations_result_on_the_very_next_read(
+    processes: Processes, sim_node: RunningNode, simulator_config: SimulatorConfig
+) -> None:
+    # Node answers reused for a minute: a read served from a stale answer would show for far longer than this test.
+    processes.env["INFRAHAUS_INVENTORY_CACHE_MS"] = "60000"
+    api1, api1_ready = start_api(processes, "api1", workers=1)
+    api2, api2_ready = start_api(processes, "api2", workers=1)
+    await asyncio.gather(api1_ready, api2_ready, start_worker(processes, count=1)[1])
+    async with httpx.AsyncClient(base_url=api1, timeout=30) as one:
+        csrf = await login(one)
+        one.headers["X-CSRF-Token"] = csrf
+        async with httpx.AsyncClient(
+            base_url=api2, timeout=30, cookies=one.cookies, headers={"X-CSRF-Token": csrf}
+        ) as two:
+            assert (await one.post("/api/nodes", json=node_body(sim_node, simulator_config))).status_code == 201
+
+            async def reads() -> list[str]:
+                """The status each process answers, detail and list, one request each."""
+                statuses = []
+                for http in (one, two):
+                    statuses.append((await http.get(f"/api/containers/{container_id}")).json()["status"])
+                    statuses.append((await http.get("/api/containers")).json()["items"][0]["status"])
+                return statuses
+
+            created = await one.post(
+                "/api/containers", json={"hostname": "ryw", "os_template": DEMO_OSTEMPLATE, "vmid": 175}
+            )
+            assert created.status_code == 202, created.text
+            container_id = created.json()["container"]["id"]
+            assert await reads() == ["unknown"] * 4  # both processes now hold a node answer without the guest
+            op = await wait_operation(one, created.json()["operation"]["id"])
+            assert op["status"] == "succeeded", op
+            assert await reads() == ["running"] * 4
+
+            for action, expected in (
+                ("stop", "stopped"),
+                ("start", "running"),
+                ("shutdown", "stopped"),
+                ("start", "running"),
+                ("restart", "running"),
+            ):
+                # Both processes now hold a node answer from before the action.
+                assert len(set(await reads())) == 1
+                response = await one.post(f"/api/containers/{container_id}/{action}")
+                assert response.status_code == 202, response.text
+                op = await wait_operation(one, response.json()["id"])
+                assert op["status"] == "succeeded", op
+                assert await reads() == [expected] * 4, action
+    processes.stop_all(signal.SIGKILL)  # a graceful stop is not what this test is about (and takes seconds)

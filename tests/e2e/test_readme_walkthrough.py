@@ -37,7 +37,18 @@ def test_readme_walkthrough_runs_verbatim(dev_server: DevServer, tmp_path: Path)
     assert result.returncode == 0, f"walk-through failed:\n{output}\n--- server log ---\n{dev_server.log()[-4000:]}"
     # What each step promises is visible in its output.
     assert '"lifecycle": "ready"' in output
-    assert "event: done" in output
+    assert '"type":"done"' in output
     assert '"name": "web"' in output
     assert '"admin_password"' in output
     assert output.count('"status": "succeeded"') >= 2
+    # Day two: revisions, drift, a sync, a sync rolled back, snapshots by hand.
+    assert '"created_from": 1' in output
+    assert '"name": "/etc/notes/notes.conf"' in output
+    assert '"name": "apt:jq"' in output
+    assert '"state": "missing"' in output
+    assert '"in_sync": true' in output
+    assert '"rolled_back": true' in output
+    assert "rolled_back: Rolled back (snapshot ih-sync-" in output
+    assert '"name": "before-edit"' in output
+    assert output.count('"kind": "sync"') == 2
+    assert output.count('"status": "succeeded"') >= 8

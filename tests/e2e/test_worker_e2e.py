@@ -1,16 +1,14 @@
 """The real API process and real worker processes (`infrahaus api`, `infrahaus worker`) with PostgreSQL, Redis and
 the simulator (served by this test's event loop) over real sockets.
 
-Covers the wiring (Redis broker, namespace, actor names, the worker context middleware) and crash safety: a worker
-killed with SIGKILL mid-pipeline leaves an operation that, once a worker runs again, finishes or fails cleanly,
-and never a second container on the node.
+Covers the wiring (Redis broker, namespace, actor names, the worker context middleware), crash safety (a worker
+killed with SIGKILL mid-pipeline leaves an operation that the next worker resumes, and never a second container on
+the node) and ownership: a guest made outside infrahaus (through the simulator's own API) is never touched.
 """
 
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,28 +19,33 @@ import pytest
 
 from infrahaus_domain.crypto import format_key
 from infrahaus_domain.settings import Settings
-from infrahaus_proxmox.simulator import RunningNode, SimulatorConfig
+from infrahaus_pvesim import RunningNode, SimulatorConfig
 from tests.fixtures.api import create_user_with_token
 from tests.fixtures.dev import free_port
 from tests.fixtures.nodes import node_body
+from tests.fixtures.processes import Processes
 
 pytestmark = pytest.mark.e2e
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 TERMINAL = {"succeeded", "failed", "cancelled"}
+DEBIAN = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+# Metrics off: not under test here, and their default port (9191, every address) would be shared by every run.
+WORKER_ARGS = ("worker", "--processes", "1", "--threads", "2", "--metrics-port", "0")
 
 
 @pytest.fixture
 def process_env(settings: Settings) -> dict[str, str]:
     """Environment of the product processes: this test's database, Redis prefix and keys; short worker limits."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAHAUS_")}
-    assert settings.redis_url is not None
+    assert settings.redis.url is not None
     env.update(
         {
-            "INFRAHAUS_DATABASE_URL": settings.database_url,
-            "INFRAHAUS_REDIS_URL": settings.redis_url,
-            "INFRAHAUS_REDIS_PREFIX": settings.redis_prefix,
-            "INFRAHAUS_ENCRYPTION_KEYS": ",".join(format_key(k) for k in settings.encryption_keys),
+            "INFRAHAUS_DATABASE_URL": settings.database.url,
+            "INFRAHAUS_REDIS_URL": settings.redis.url,
+            "INFRAHAUS_OUTBOUND_ALLOW": ",".join(settings.outbound.allow),
+            "INFRAHAUS_REDIS_PREFIX": settings.redis.prefix,
+            "INFRAHAUS_ENCRYPTION_KEYS": ",".join(format_key(k) for k in settings.encryption.keys),
             "INFRAHAUS_TEMPLATES_DIR": str(TEMPLATES_DIR),
             "INFRAHAUS_COOKIE_SECURE": "false",
             "INFRAHAUS_LOG_FORMAT": "text",
@@ -58,44 +61,6 @@ def process_env(settings: Settings) -> dict[str, str]:
         }
     )
     return env
-
-
-class Processes:
-    """Starts and stops product processes; each in its own process group so a kill takes its children too."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("ab")  # a file, not a pipe nobody reads
-        process = subprocess.Popen(
-            [sys.executable, "-m", "infrahaus.cli", *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.running[name] = process
-        return process
-
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        process = self.running.pop(name)
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for name in list(self.running):
-            self.kill(name, signal.SIGTERM)
 
 
 @pytest.fixture
@@ -170,7 +135,7 @@ def creates_sent(node: RunningNode, vmid: int) -> int:
 async def test_create_stop_delete_through_real_processes(
     http: httpx.AsyncClient, processes: Processes, sim_node: RunningNode
 ) -> None:
-    processes.start("worker", "worker", "--processes", "1", "--threads", "2")
+    processes.start("worker", *WORKER_ARGS)
     template = await template_id(http, "web-hello")
     response = await http.post("/api/containers", json={"hostname": "e2e-web", "template_id": template, "vmid": 150})
     assert response.status_code == 202, response.text
@@ -213,18 +178,111 @@ async def test_sigkilled_worker_never_leaves_a_running_operation(
     container_id = response.json()["container"]["id"]
     op_id = response.json()["operation"]["id"]
 
-    processes.start("worker", "worker", "--processes", "1", "--threads", "2")
+    processes.start("worker", *WORKER_ARGS)
     op = await wait_operation(http, op_id, step="scripts", timeout=120)
     assert op["status"] == "running", op
     processes.kill("worker")  # SIGKILL to the whole group: no cleanup runs
     assert (await http.get(f"/api/operations/{op_id}")).json()["status"] == "running"
 
-    processes.start("worker", "worker", "--processes", "1", "--threads", "2")
+    processes.start("worker", *WORKER_ARGS)
     op = await wait_operation(http, op_id, timeout=180)
-    assert op["status"] in ("succeeded", "failed"), op
-    if op["status"] == "failed":
-        assert op["error"]["code"] == "worker_lost", op
+    # Resumed by the new worker from its markers, not failed.
+    assert op["status"] == "succeeded", op
     detail = (await http.get(f"/api/containers/{container_id}")).json()
-    assert detail["lifecycle"] == ("ready" if op["status"] == "succeeded" else "error")
+    assert detail["lifecycle"] == "ready"
     assert creates_sent(sim_node, 151) == 1
     assert [vmid for vmid, g in sim_node.state.guests.items() if g.type == "lxc"] == [151]
+
+
+def guest_state(node: RunningNode, vmid: int) -> tuple[str, dict[str, str], str | None]:
+    guest = node.state.guests[vmid]
+    return guest.status, dict(guest.config), guest.lock
+
+
+def changes_to(node: RunningNode, vmid: int, since: int) -> list[tuple[str, str]]:
+    """API requests after `since` that could change guest `vmid`."""
+    return [(r.method, r.path) for r in node.requests[since:] if r.method != "GET" and f"/lxc/{vmid}" in r.path]
+
+
+async def sim_call(sim_http: httpx.AsyncClient, method: str, path: str, **data: str) -> None:
+    """A call to the simulator's own API (as a person or script beside infrahaus), waiting for its task if any."""
+    response = await sim_http.request(method, path, data=data or None)
+    assert response.status_code == 200, response.text
+    upid = response.json()["data"]
+    deadline = time.monotonic() + 30
+    while isinstance(upid, str) and upid.startswith("UPID:"):
+        status = (await sim_http.get(f"/nodes/pve/tasks/{upid}/status")).json()["data"]
+        if status["status"] == "stopped":
+            assert status["exitstatus"] == "OK", status
+            return
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_a_guest_made_outside_infrahaus_is_never_touched(
+    http: httpx.AsyncClient, processes: Processes, sim_node: RunningNode, sim_http: httpx.AsyncClient
+) -> None:
+    theirs = {"ostemplate": DEBIAN, "storage": "local-lvm", "description": "not infrahaus's"}
+    node_id = (await http.get("/api/nodes")).json()["items"][0]["id"]
+    # The VMID cache is warm before the guests below exist: only a live check can know them.
+    assert (await http.get(f"/api/nodes/{node_id}/vmids/180")).json()["available"] is True
+    await sim_call(sim_http, "POST", "/nodes/pve/lxc", vmid="180", hostname="theirs", **theirs)
+    assert (await http.get(f"/api/nodes/{node_id}/vmids/180")).json()["available"] is True  # still the cache
+
+    # 1. Creating on its VMID is refused before anything is queued.
+    refused = await http.post("/api/containers", json={"hostname": "mine", "os_template": DEBIAN, "vmid": 180})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "vmid_taken"
+    assert (await http.get("/api/operations")).json()["items"] == []
+
+    # 2. The worker path: accepted while the VMID was free (no worker yet), then somebody makes the guest.
+    accepted = await http.post("/api/containers", json={"hostname": "mine", "os_template": DEBIAN, "vmid": 181})
+    assert accepted.status_code == 202, accepted.text
+    container_id = accepted.json()["container"]["id"]
+    await sim_call(sim_http, "POST", "/nodes/pve/lxc", vmid="181", hostname="theirs", **theirs)
+    await sim_call(sim_http, "POST", "/nodes/pve/lxc/181/status/start")
+    before = guest_state(sim_node, 181)
+    since = len(sim_node.requests)
+    processes.start("worker", *WORKER_ARGS)
+    op = await wait_operation(http, accepted.json()["operation"]["id"])
+    assert op["status"] == "failed", op
+    assert op["error"]["code"] == "vmid_taken", op
+    assert guest_state(sim_node, 181) == before
+    # 3. Deleting the failed record leaves the guest as it is.
+    delete = await http.delete(f"/api/containers/{container_id}")
+    assert delete.status_code == 202, delete.text
+    op = await wait_operation(http, delete.json()["id"])
+    assert op["status"] == "succeeded", op
+    assert (op["result"]["destroyed"], op["result"]["reason"]) == (False, "not_owned")
+    assert (await http.get(f"/api/containers/{container_id}")).status_code == 404
+    assert guest_state(sim_node, 181) == before
+    assert changes_to(sim_node, 181, since) == []
+
+    # 4. A guest of ours whose marker is removed, then changed, on the node: every action refuses it, untouched.
+    created = await http.post("/api/containers", json={"hostname": "ours", "os_template": DEBIAN, "vmid": 182})
+    assert created.status_code == 202, created.text
+    ours = created.json()["container"]["id"]
+    assert (await wait_operation(http, created.json()["operation"]["id"]))["status"] == "succeeded"
+    other = "infrahaus-container: 01a2426d-d701-7018-bc17-000000000001"
+    for tamper in ({"delete": "tags,description"}, {"description": other, "tags": "infrahaus;ih-000000000001"}):
+        await sim_call(sim_http, "PUT", "/nodes/pve/lxc/182/config", **tamper)
+        for power, actions in (("start", ("stop", "shutdown", "restart", "services/refresh")), ("stop", ("start",))):
+            if sim_node.state.guests[182].status != ("running" if power == "start" else "stopped"):
+                await sim_call(sim_http, "POST", f"/nodes/pve/lxc/182/status/{power}")
+            for action in actions:
+                before = guest_state(sim_node, 182)
+                since = len(sim_node.requests)
+                response = await http.post(f"/api/containers/{ours}/{action}")
+                assert response.status_code == 202, (action, response.text)
+                op = await wait_operation(http, response.json()["id"])
+                assert (op["status"], op["error"]["code"]) == ("failed", "ownership_mismatch"), (action, op)
+                assert guest_state(sim_node, 182) == before, action
+                assert changes_to(sim_node, 182, since) == [], action
+        detail = (await http.get(f"/api/containers/{ours}")).json()
+        assert detail["last_error"]["code"] == "ownership_mismatch"
+    before = guest_state(sim_node, 182)
+    delete = await http.delete(f"/api/containers/{ours}")
+    op = await wait_operation(http, delete.json()["id"])
+    assert (op["result"]["destroyed"], op["result"]["reason"]) == (False, "not_owned")
+    assert guest_state(sim_node, 182) == before
+    processes.stop_all(signal.SIGKILL)  # a graceful stop is not what this test is about (and takes seconds)

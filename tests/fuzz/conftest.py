@@ -20,9 +20,21 @@ import uvicorn
 from infrahaus_api.app import create_app
 from infrahaus_domain import migrations
 from infrahaus_domain.db import create_engine
-from infrahaus_domain.settings import AuthServer, EncryptionKey, Settings
-from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
-from tests.fixtures.api import create_user_with_token
+from infrahaus_domain.settings import (
+    AuthServer,
+    AuthSettings,
+    DatabaseSettings,
+    EncryptionKey,
+    EncryptionSettings,
+    HttpSettings,
+    LogSettings,
+    OutboundSettings,
+    RedisSettings,
+    SessionSettings,
+    Settings,
+)
+from infrahaus_pvesim import SimNodeConfig, Simulator, SimulatorConfig
+from tests.fixtures.api import LOOPBACK, create_user_with_token
 from tests.fixtures.nodes import node_body
 from tests.fixtures.services import pg_url_for, temporary_database
 
@@ -62,7 +74,9 @@ class _ServerThread(threading.Thread):
             self._ready.set()
 
     async def _serve(self) -> None:
-        sim_config = SimulatorConfig(data_dir=self._data_dir / "pvesim", nodes=[SimNodeConfig(name="pve")])
+        sim_config = SimulatorConfig(
+            auth_failure_delay=0.0, data_dir=self._data_dir / "pvesim", nodes=[SimNodeConfig(name="pve")]
+        )
         self.simulator = Simulator(sim_config)
         await self.simulator.start()
         try:
@@ -102,16 +116,16 @@ class _SettingsFactory:
     def __call__(self, simulator: Simulator) -> Settings:
         node = simulator.nodes[0]
         return Settings(
-            database_url=self.database_url,
-            redis_url=self.redis_url,
-            redis_prefix=self.redis_prefix,
-            encryption_keys=self.keys,
-            auth_servers=(AuthServer(name="pve", url=node.api_url, fingerprint=node.fingerprint),),
-            cookie_secure=False,
+            database=DatabaseSettings(url=self.database_url),
+            redis=RedisSettings(url=self.redis_url, prefix=self.redis_prefix),
+            encryption=EncryptionSettings(keys=self.keys),
+            auth=AuthSettings(servers=(AuthServer(name="pve", url=node.api_url, fingerprint=node.fingerprint),)),
+            sessions=SessionSettings(cookie_secure=False),
+            http=HttpSettings(sse_heartbeat_seconds=0.5),
+            # Only the simulator on loopback: any other host the fuzzer makes up is refused before a packet.
+            outbound=OutboundSettings(allow=LOOPBACK, check_limit=1_000_000),
+            logging=LogSettings(format="text", level="WARNING"),
             templates_dir=REPO / "templates",
-            sse_heartbeat_seconds=0.5,  # an opened progress stream shows its first line quickly
-            log_format="text",
-            log_level="WARNING",
         )
 
 

@@ -1,7 +1,9 @@
 """Offline checks of deploy/: Kubernetes manifests against the API schemas, compose and systemd wiring."""
 
 import configparser
+import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,10 @@ import pytest
 import yaml
 
 from infrahaus.cli import build_parser
+from infrahaus_domain.settings import Settings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 K8S_FILES = sorted((DEPLOY / "k8s").glob("*.yaml"))
 
 
@@ -100,3 +104,33 @@ def test_every_deployed_command_parses_with_the_cli() -> None:
         # Parsing proves the verb and every flag the deployment passes exist.
         parsed = parser.parse_args(argv)
         assert parsed.verb == argv[0]
+
+
+def test_image_installs_the_cli_without_the_simulator() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
+    # `uv sync --locked` needs every member's manifest (the lock names them all) ...
+    for member in members:
+        assert f"COPY {member}/pyproject.toml {member}/pyproject.toml" in dockerfile, member
+    # ... but installs only the CLI and its dependencies: no dev group, no `demo` extra (the simulator).
+    syncs = re.findall(r"uv sync ([^\n]*)", dockerfile)
+    assert syncs
+    for options in syncs:
+        assert re.search(r"--package infrahaus(\s|$)", options), options
+        assert "--no-dev" in options, options
+        assert "extra" not in options, options
+
+
+def test_every_deployment_says_whose_forwarded_for_to_trust() -> None:
+    """Behind an ingress, every client would otherwise share the ingress's login-throttling bucket."""
+    config = next(doc for _, doc in _k8s_resources() if doc["kind"] == "ConfigMap")
+    proxies = Settings.from_env({"INFRAHAUS_TRUSTED_PROXIES": config["data"]["INFRAHAUS_TRUSTED_PROXIES"]})
+    assert proxies.http.trusted_proxies
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert "INFRAHAUS_TRUSTED_PROXIES" in compose["x-infrahaus-env"]
+    systemd = (DEPLOY / "systemd" / "infrahaus.env.example").read_text()
+    line = next(line for line in systemd.splitlines() if line.startswith("INFRAHAUS_TRUSTED_PROXIES="))
+    assert Settings.from_env({"INFRAHAUS_TRUSTED_PROXIES": line.partition("=")[2]}).http.trusted_proxies == (
+        "127.0.0.1/32",
+        "::1/128",
+    )

@@ -6,15 +6,15 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 from litestar import Litestar
 
 from infrahaus_api.app import create_app
 from infrahaus_api.auth import SESSION_COOKIE
+from infrahaus_domain.errors import SettingsError
 from infrahaus_domain.settings import Settings
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimulatorConfig
-from tests.fixtures.api import UserClient, api_client, assert_problem, login, running
+from infrahaus_pvesim import RunningNode, SimNodeConfig, SimulatorConfig
+from tests.fixtures.api import SessionClient, UserClient, api_client, assert_problem, login, running
 
 pytestmark = pytest.mark.usefixtures("sim_node")
 
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.usefixtures("sim_node")
 @pytest.fixture
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
     return SimulatorConfig(
+        auth_failure_delay=0.0,
         data_dir=tmp_path / "pvesim",
         nodes=[SimNodeConfig(name="pve")],
         users={"root@pam": "demo", "alice@pve": "alice-pw", "tfa@pve": "tfa-pw"},
@@ -54,7 +55,9 @@ async def test_login_me_token_bearer_flow(client: httpx.AsyncClient, app: Litest
     assert created.status_code == 201, created.text
     token = created.json()["token"]
     assert token.startswith("ihs_")
-    assert created.json()["expires_at"] is None
+    # No expiry asked for: the default lifetime (90 days), never an unbounded token.
+    lifetime = datetime.fromisoformat(created.json()["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=89, hours=23) < lifetime <= timedelta(days=90)
 
     async with api_client(app) as bearer:  # no cookie jar shared: a separate curl
         listed = await bearer.get("/api/auth/tokens", headers={"Authorization": f"Bearer {token}"})
@@ -70,10 +73,12 @@ async def test_login_me_token_bearer_flow(client: httpx.AsyncClient, app: Litest
         # With the verification cached, a wrong secret under the same lookup id is still refused.
         forged = "_".join(token.split("_", 2)[:2]) + "_" + "A" * 43
         assert_problem(await bearer.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"}), 401)
-        # Bearer requests need no CSRF header, even for unsafe methods.
-        second = await bearer.post(
+        # A bearer token cannot create tokens (only a session can); it needs no CSRF header for what it may do.
+        refused = await bearer.post(
             "/api/auth/tokens", json={"name": "second"}, headers={"Authorization": f"Bearer {token}"}
         )
+        assert_problem(refused, 403, "session_required")
+        second = await client.post("/api/auth/tokens", json={"name": "second"}, headers={"X-CSRF-Token": csrf})
         assert second.status_code == 201
         second_auth = {"Authorization": f"Bearer {second.json()['token']}"}
         assert (await bearer.get("/api/auth/me", headers=second_auth)).status_code == 200  # now verified and cached
@@ -104,9 +109,10 @@ async def test_username_with_realm_and_second_login_is_the_same_user(client: htt
 async def test_wrong_password_and_unknown_user_get_the_same_generic_401(client: httpx.AsyncClient) -> None:
     wrong = await client.post("/api/auth/login", json={"username": "root@pam", "password": "nope"})
     unknown = await client.post("/api/auth/login", json={"username": "ghost@pam", "password": "nope"})
-    body_wrong = assert_problem(wrong, 401, "unauthenticated")
-    body_unknown = assert_problem(unknown, 401, "unauthenticated")
-    assert body_wrong["detail"] == body_unknown["detail"] == "Invalid credentials."
+    # Wrong credentials have their own code: a client tells "try again" apart from "your session is gone".
+    body_wrong = assert_problem(wrong, 401, "invalid_credentials")
+    body_unknown = assert_problem(unknown, 401, "invalid_credentials")
+    assert body_wrong["detail"] == body_unknown["detail"] == "Invalid username or password."
     assert SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
 
 
@@ -121,7 +127,9 @@ async def test_unknown_server_is_422_and_a_client_cannot_pick_a_host(client: htt
         "/api/auth/login", json={"username": "root@pam", "password": "demo", "server": "https://evil.example"}
     )
     body = assert_problem(response, 422, "validation_failed")
-    assert body["errors"] == [{"field": "server", "message": "unknown auth server"}]
+    assert body["errors"] == [
+        {"field": "server", "message": "No authentication server has this name.", "code": "not_allowed"}
+    ]
     extra = await client.post("/api/auth/login", json={"username": "root@pam", "password": "demo", "host": "x"})
     assert_problem(extra, 422, "validation_failed")
     named = await client.post("/api/auth/login", json={"username": "root@pam", "password": "demo", "server": "pve"})
@@ -164,7 +172,7 @@ async def test_anonymous_requests_create_no_session(client: httpx.AsyncClient, a
 
 
 async def test_cookie_flags(settings: Settings) -> None:
-    secure_app = create_app(msgspec.structs.replace(settings, cookie_secure=True))
+    secure_app = create_app(settings.replace(sessions={"cookie_secure": True}))
     async with running(secure_app), api_client(secure_app) as http:
         response = await http.post("/api/auth/login", json={"username": "root@pam", "password": "demo"})
         assert response.status_code == 200
@@ -176,7 +184,30 @@ async def test_cookie_flags(settings: Settings) -> None:
         assert morsel["secure"]
         assert morsel["samesite"].lower() == "lax"
         assert morsel["path"] == "/"
-        assert settings.session_absolute_seconds - 5 <= int(morsel["max-age"]) <= settings.session_absolute_seconds
+        assert settings.sessions.absolute_seconds - 5 <= int(morsel["max-age"]) <= settings.sessions.absolute_seconds
+
+
+@pytest.mark.parametrize(("samesite", "secure"), [("strict", False), ("none", True)])
+async def test_cookie_samesite_follows_the_setting(settings: Settings, samesite: str, secure: bool) -> None:
+    configured = create_app(settings.replace(sessions={"cookie_secure": secure, "cookie_samesite": samesite}))
+    async with running(configured), api_client(configured) as http:
+        response = await http.post("/api/auth/login", json={"username": "root@pam", "password": "demo"})
+        assert response.status_code == 200
+        cookie = SimpleCookie()
+        cookie.load(response.headers["set-cookie"])
+        assert cookie[SESSION_COOKIE]["samesite"].lower() == samesite
+        assert bool(cookie[SESSION_COOKIE]["secure"]) is secure
+        # Sent by hand: the client keeps no Secure cookie over plain HTTP.
+        session = f"{SESSION_COOKIE}={cookie[SESSION_COOKIE].value}"
+        logout = await http.post(
+            "/api/auth/logout", headers={"X-CSRF-Token": response.json()["csrf_token"], "Cookie": session}
+        )
+        assert f"SameSite={samesite}".lower() in logout.headers["set-cookie"].lower()
+
+
+def test_samesite_none_without_secure_is_refused_at_start(settings: Settings) -> None:
+    with pytest.raises(SettingsError, match="INFRAHAUS_COOKIE_SAMESITE"):
+        create_app(settings.replace(sessions={"cookie_secure": False, "cookie_samesite": "none"}))
 
 
 async def test_logout_deletes_the_session(client: httpx.AsyncClient, app: Litestar) -> None:
@@ -197,7 +228,7 @@ async def test_logout_with_a_bearer_token_is_harmless(user_client: UserClient) -
 
 
 async def test_login_rate_limit_per_username(settings: Settings) -> None:
-    limited = create_app(msgspec.structs.replace(settings, login_limit_per_user=3, login_limit_window_seconds=120))
+    limited = create_app(settings.replace(auth={"login_limit_per_user": 3, "login_limit_window_seconds": 120}))
     async with running(limited), api_client(limited) as http:
         for _ in range(3):
             wrong = await http.post("/api/auth/login", json={"username": "root@pam", "password": "bad"})
@@ -211,7 +242,7 @@ async def test_login_rate_limit_per_username(settings: Settings) -> None:
 
 
 async def test_login_rate_limit_per_client(settings: Settings) -> None:
-    limited = create_app(msgspec.structs.replace(settings, login_limit_per_ip=2))
+    limited = create_app(settings.replace(auth={"login_limit_per_ip": 2}))
     async with running(limited), api_client(limited) as http:
         for name in ("a@pve", "b@pve"):
             assert (await http.post("/api/auth/login", json={"username": name, "password": "x"})).status_code == 401
@@ -220,22 +251,21 @@ async def test_login_rate_limit_per_client(settings: Settings) -> None:
         assert int(blocked.headers["Retry-After"]) >= 1
 
 
-async def test_token_validation_and_expiry(user_client: UserClient) -> None:
+async def test_token_validation_and_expiry(session_client: SessionClient) -> None:
+    http = session_client.http
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    body = assert_problem(
-        await user_client.http.post("/api/auth/tokens", json={"name": "old", "expires_at": past}), 422
-    )
+    body = assert_problem(await http.post("/api/auth/tokens", json={"name": "old", "expires_at": past}), 422)
     assert body["errors"][0]["field"] == "expires_at"
-    assert_problem(await user_client.http.post("/api/auth/tokens", json={"name": ""}), 422, "validation_failed")
+    assert_problem(await http.post("/api/auth/tokens", json={"name": ""}), 422, "validation_failed")
     soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    created = await user_client.http.post("/api/auth/tokens", json={"name": "short", "expires_at": soon})
+    created = await http.post("/api/auth/tokens", json={"name": "short", "expires_at": soon})
     assert created.status_code == 201
     token = created.json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
-    assert (await user_client.http.get("/api/auth/me", headers=headers)).status_code == 200
+    assert (await http.get("/api/auth/me", headers=headers)).status_code == 200
     deadline = asyncio.get_running_loop().time() + 10
     while True:  # wait (bounded) for the expiry instant to pass
-        response = await user_client.http.get("/api/auth/me", headers=headers)
+        response = await http.get("/api/auth/me", headers=headers)
         if response.status_code == 401 or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.2)
@@ -250,8 +280,10 @@ async def test_bad_authorization_headers_are_401(client: httpx.AsyncClient, head
     assert_problem(response, 401, "unauthenticated")
 
 
-async def test_other_users_token_cannot_be_revoked(user_client: UserClient, other_user_client: UserClient) -> None:
-    created = await user_client.http.post("/api/auth/tokens", json={"name": "mine"})
+async def test_other_users_token_cannot_be_revoked(
+    session_client: SessionClient, other_user_client: UserClient
+) -> None:
+    created = await session_client.http.post("/api/auth/tokens", json={"name": "mine"})
     response = await other_user_client.http.delete(f"/api/auth/tokens/{created.json()['id']}")
     assert_problem(response, 404, "not_found")
     listed = await other_user_client.http.get("/api/auth/tokens")

@@ -1,12 +1,11 @@
 """CSRF: unsafe cookie-authenticated requests need X-CSRF-Token; bearer requests need none."""
 
 import httpx
-import msgspec
 import pytest
 
 from infrahaus_api.app import create_app
 from infrahaus_domain.settings import Settings
-from tests.fixtures.api import UserClient, api_client, assert_problem, login, running
+from tests.fixtures.api import SessionClient, UserClient, api_client, assert_problem, login, running
 
 pytestmark = pytest.mark.usefixtures("sim_node")
 
@@ -52,10 +51,11 @@ async def test_csrf_token_of_another_session_is_refused(client: httpx.AsyncClien
     assert_problem(response, 403, "csrf_failed")
 
 
-async def test_bearer_requests_need_no_csrf_header(user_client: UserClient) -> None:
-    created = await user_client.http.post("/api/auth/tokens", json={"name": "automation"})
+async def test_bearer_requests_need_no_csrf_header(user_client: UserClient, session_client: SessionClient) -> None:
+    created = await session_client.http.post("/api/auth/tokens", json={"name": "automation"})
     assert created.status_code == 201
-    deleted = await user_client.http.delete(f"/api/auth/tokens/{created.json()['id']}")
+    bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+    deleted = await user_client.http.delete(f"/api/auth/tokens/{created.json()['id']}", headers=bearer)
     assert deleted.status_code == 204
 
 
@@ -65,7 +65,7 @@ async def test_cors_is_closed_by_default(client: httpx.AsyncClient) -> None:
 
 
 async def test_cors_allows_configured_origins_only(settings: Settings) -> None:
-    app = create_app(msgspec.structs.replace(settings, cors_origins=("https://ui.example",)))
+    app = create_app(settings.replace(http={"cors_origins": ("https://ui.example",)}))
     async with running(app), api_client(app) as http:
         preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-csrf-token"}
         allowed = await http.options("/api/auth/tokens", headers={"Origin": "https://ui.example", **preflight})
@@ -74,3 +74,7 @@ async def test_cors_allows_configured_origins_only(settings: Settings) -> None:
         assert allowed.headers["access-control-allow-credentials"] == "true"
         other = await http.get("/health/live", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        # A page on the allowed origin can read the headers it needs (a script sees only exposed ones).
+        simple = await http.get("/api/auth/me", headers={"Origin": "https://ui.example"})
+        exposed = {h.strip().lower() for h in simple.headers["access-control-expose-headers"].split(",")}
+        assert {"location", "retry-after", "etag", "x-request-id"} <= exposed

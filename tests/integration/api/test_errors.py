@@ -9,8 +9,8 @@ from litestar import get
 
 from infrahaus_api.app import create_app
 from infrahaus_domain.errors import ConflictError, DomainError, RateLimited
-from infrahaus_domain.settings import Settings
-from tests.fixtures.api import UserClient, api_client, assert_problem, running
+from infrahaus_domain.settings import DatabaseSettings, EncryptionSettings, RedisSettings, Settings
+from tests.fixtures.api import SessionClient, UserClient, api_client, assert_problem, running
 
 
 @get("/boom/{kind:str}", sync_to_thread=False)
@@ -99,7 +99,8 @@ async def test_path_parameter_validation_is_422(user_client: UserClient) -> None
     assert_problem(response)
 
 
-async def test_wrong_content_type_is_415(user_client: UserClient) -> None:
+async def test_wrong_content_type_is_415(session_client: SessionClient) -> None:
+    user_client = session_client
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
         response = await user_client.http.post(
             "/api/auth/tokens", content=b'{"name": "x"}', headers={"Content-Type": content_type}
@@ -111,8 +112,9 @@ async def test_wrong_content_type_is_415(user_client: UserClient) -> None:
     assert ok.status_code == 201
 
 
-async def test_oversized_body_is_413(user_client: UserClient, settings: Settings) -> None:
-    huge = b'{"name": "' + b"x" * (settings.max_request_body_bytes + 10) + b'"}'
+async def test_oversized_body_is_413(session_client: SessionClient, settings: Settings) -> None:
+    user_client = session_client
+    huge = b'{"name": "' + b"x" * (settings.http.max_request_body_bytes + 10) + b'"}'
     response = await user_client.http.post(
         "/api/auth/tokens", content=huge, headers={"Content-Type": "application/json"}
     )
@@ -130,9 +132,9 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
 async def test_readiness_fails_as_a_problem_when_a_dependency_is_down(settings: Settings) -> None:
     broken = create_app(
         Settings(
-            database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
-            redis_url="redis://127.0.0.1:1/0",
-            encryption_keys=settings.encryption_keys,
+            database=DatabaseSettings(url="postgresql+psycopg://nobody@127.0.0.1:1/none"),
+            redis=RedisSettings(url="redis://127.0.0.1:1/0"),
+            encryption=EncryptionSettings(keys=settings.encryption.keys),
         )
     )
     async with running(broken), api_client(broken) as http:
@@ -146,9 +148,9 @@ async def test_readiness_fails_as_a_problem_when_a_dependency_is_down(settings: 
 async def test_unreachable_database_and_redis_answer_503(settings: Settings) -> None:
     broken = create_app(
         Settings(
-            database_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
-            redis_url="redis://127.0.0.1:1/0",
-            encryption_keys=settings.encryption_keys,
+            database=DatabaseSettings(url="postgresql+psycopg://nobody@127.0.0.1:1/none"),
+            redis=RedisSettings(url="redis://127.0.0.1:1/0"),
+            encryption=EncryptionSettings(keys=settings.encryption.keys),
         )
     )
     async with running(broken), api_client(broken) as http:
@@ -157,3 +159,30 @@ async def test_unreachable_database_and_redis_answer_503(settings: Settings) -> 
         http.cookies.set("infrahaus_session", "some-session", domain="testserver.local")
         cookie = await http.get("/api/auth/me")
         assert_problem(cookie, 503, "service_unavailable")
+
+
+async def test_every_invalid_field_of_a_creation_is_answered_at_once(user_client: UserClient) -> None:
+    body = {"hostname": "Not_A_Hostname!", "vmid": 5, "cores": "many", "tags": ["ok", 3], "surprise": True}
+    response = await user_client.http.post("/api/containers", json=body)
+    problem = assert_problem(response, 422, "validation_failed")
+    assert problem["detail"] == "5 fields are invalid: hostname, vmid, cores, tags[1], surprise"
+    assert [(e["field"], e["code"]) for e in problem["errors"]] == [
+        ("hostname", "format"),
+        ("vmid", "too_small"),
+        ("cores", "type"),
+        ("tags[1]", "type"),
+        ("surprise", "unknown_field"),
+    ]
+    hostname = problem["errors"][0]["message"]
+    assert hostname == "Use letters, digits and hyphens only, starting and ending with a letter or digit."
+    # The same body through preflight and an update-like endpoint answers the same way.
+    preflight = await user_client.http.post("/api/containers/preflight", json=body)
+    assert assert_problem(preflight, 422, "validation_failed")["errors"] == problem["errors"]
+
+
+async def test_query_parameter_errors_are_worded_for_people(user_client: UserClient) -> None:
+    response = await user_client.http.get("/api/operations", params={"status": "done", "limit": "many"})
+    problem = assert_problem(response, 422, "validation_failed")
+    messages = {e["field"]: (e["code"], e["message"]) for e in problem["errors"]}
+    assert messages["status"] == ("not_allowed", "Must be one of: queued, running, succeeded, failed, cancelled.")
+    assert problem["detail"].startswith(f"{len(problem['errors'])} field")

@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infrahaus_proxmox.simulator import SimNodeConfig, SimulatorConfig
+from infrahaus_pvesim import SimNodeConfig, SimulatorConfig
 from tests.fixtures.api import assert_no_secrets, login
 
 PASSWORD = "pw-Zq81-7f3e-unique"
@@ -17,7 +17,10 @@ pytestmark = pytest.mark.usefixtures("sim_node")
 @pytest.fixture
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
     return SimulatorConfig(
-        data_dir=tmp_path / "pvesim", nodes=[SimNodeConfig(name="pve")], users={"carol@pve": PASSWORD}
+        auth_failure_delay=0.0,
+        data_dir=tmp_path / "pvesim",
+        nodes=[SimNodeConfig(name="pve")],
+        users={"carol@pve": PASSWORD},
     )
 
 

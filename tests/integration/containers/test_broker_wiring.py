@@ -35,8 +35,8 @@ async def test_create_sends_the_job_through_redis(
         assert response.status_code == 202, response.text
         operation_id = response.json()["operation"]["id"]
 
-    assert settings.redis_url is not None
-    worker_side = RedisBroker(url=settings.redis_url, namespace=broker_namespace(settings.redis_prefix), middleware=[])  # type: ignore[no-untyped-call]
+    assert settings.redis.url is not None
+    worker_side = RedisBroker(url=settings.redis.url, namespace=broker_namespace(settings.redis.prefix), middleware=[])  # type: ignore[no-untyped-call]
     worker_side.declare_queue("containers")
     try:
         message = await asyncio.to_thread(receive_one, worker_side, "containers")

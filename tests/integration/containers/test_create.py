@@ -3,15 +3,17 @@
 import asyncio
 from typing import Any
 
+import httpx
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infrahaus_domain.models.containers import Container, Operation
 from infrahaus_domain.models.nodes import VmidReservation
-from infrahaus_proxmox.simulator import RunningNode
-from tests.fixtures.api import UserClient, assert_problem
-from tests.integration.containers.conftest import DEBIAN, create_body, create_container, put_guest, sent_jobs
+from infrahaus_pvesim import RunningNode
+from infrahaus_pvesim.state import SimGuest
+from tests.fixtures.api import UserClient, assert_problem, sent_jobs
+from tests.integration.containers.conftest import DEBIAN, create_body, create_container, put_guest
 
 TEMPLATE = {
     "name": "web",
@@ -130,6 +132,13 @@ INVALID: list[tuple[dict[str, Any], set[str]]] = [
     ({"storage": "bad storage;", "bridge": "$(reboot)"}, {"storage", "bridge"}),
     ({"os_template": None}, {"os_template"}),
     ({"unknown_field": 1}, {"unknown_field"}),
+    # An IPv6 zone carries any character: it would end net0's gw6/ip6 value and add keys of its own.
+    ({"ipv6": {"mode": "static", "ip_cidr": "fd00::5/64", "gateway": "fe80::1%eth0,gw=192.0.2.1"}}, {"ipv6.gateway"}),
+    ({"ipv6": {"mode": "static", "ip_cidr": "fe80::5%x,firewall=0/64"}}, {"ipv6.ip_cidr"}),
+    ({"ipv6": {"mode": "static", "ip_cidr": "fd00::5/64", "gateway": "fd00::1 "}}, {"ipv6.gateway"}),
+    ({"network": {"mode": "static", "ip_cidr": "10.0.0.5/24", "gateway": "10.0.0.1\n"}}, {"network.gateway"}),
+    ({"nameserver": "fe80::1%eth0,x=y"}, {"nameserver"}),
+    ({"hostname": "web\n"}, {"hostname"}),
 ]
 
 
@@ -155,7 +164,9 @@ async def test_scripts_must_belong_to_the_template(user_client: UserClient, regi
         "/api/containers", json=create_body(template_id=template["id"], scripts=[{"id": foreign}])
     )
     problem = assert_problem(response, 422, "validation_failed")
-    assert problem["errors"] == [{"field": "scripts[0].id", "message": "Not a script of this template."}]
+    assert problem["errors"] == [
+        {"field": "scripts[0].id", "message": "Not a script of this template.", "code": "invalid"}
+    ]
 
 
 async def test_without_a_node_creation_is_409_no_node_configured(
@@ -174,6 +185,47 @@ async def test_a_vmid_taken_on_proxmox_or_reserved_is_409(
     assert_problem(await user_client.http.post("/api/containers", json=create_body(vmid=300)), 409, "vmid_taken")
     await create_container(user_client, vmid=301)
     assert_problem(await user_client.http.post("/api/containers", json=create_body(vmid=301)), 409, "vmid_taken")
+
+
+async def test_a_guest_the_cache_does_not_know_is_refused_live_before_anything_is_queued(
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    sim_http: httpx.AsyncClient,
+    sim_node: RunningNode,
+    stub_broker: StubBroker,
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    base = f"/api/nodes/{registered_node['id']}/vmids"
+    # The cache is warm and does not know the guests made below.
+    assert (await user_client.http.get(f"{base}/310")).json() == {"vmid": 310, "available": True}
+    made = await sim_http.post(
+        "/nodes/pve/lxc", data={"vmid": 310, "ostemplate": DEBIAN, "hostname": "theirs", "storage": "local-lvm"}
+    )
+    assert made.status_code == 200, made.text
+    # A QEMU VM shares the id space (the simulator has no VM create call: placed into its state).
+    sim_node.state.guests[311] = SimGuest(vmid=311, type="qemu", config={"name": "vm311"}, status="running")
+    assert (await user_client.http.get(f"{base}/310")).json()["available"] is True  # still the stale cache
+
+    for vmid in (310, 311):
+        preflight = await user_client.http.post("/api/containers/preflight", json=create_body(vmid=vmid))
+        [vmid_check] = [c for c in preflight.json()["checks"] if c["name"] == "vmid"]
+        assert vmid_check == {"name": "vmid", "ok": False, "detail": f"VMID {vmid} is taken."}
+        problem = assert_problem(
+            await user_client.http.post("/api/containers", json=create_body(vmid=vmid)), 409, "vmid_taken"
+        )
+        assert str(vmid) in problem["detail"]
+    assert await count(db, Container) == 0
+    assert await count(db, Operation) == 0
+    assert sent_jobs(stub_broker) == []
+
+    # The live answer refreshed the cache: the availability check knows now, without asking the node again.
+    before = len(sim_node.requests)
+    assert (await user_client.http.get(f"{base}/310")).json() == {"vmid": 310, "available": False, "reason": "taken"}
+    assert (await user_client.http.get(f"{base}/311")).json()["reason"] == "taken"
+    assert len(sim_node.requests) == before
+    # A free id chosen by infrahaus skips them too.
+    accepted = await create_container(user_client)
+    assert accepted["container"]["vmid"] not in (310, 311)
 
 
 async def test_concurrent_creations_for_one_vmid_accept_exactly_one(

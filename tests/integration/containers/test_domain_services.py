@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
+import msgspec
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,19 +19,23 @@ from infrahaus_domain.crypto import SecretBox, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.events.logbuffer import LogBuffer, MemoryLogStore
 from infrahaus_domain.events.service import EventService
+from infrahaus_domain.idempotency import IdempotencyKeys, StoredResponse
 from infrahaus_domain.models.containers import Container, Event, Operation, ServiceCredential
 from infrahaus_domain.models.nodes import Node, VmidReservation
 from infrahaus_domain.models.users import User
 from infrahaus_domain.operations.schemas import OperationError
 from infrahaus_domain.operations.service import OperationService
 from infrahaus_domain.ports.memory import memory_ports
+from infrahaus_domain.services import Services
+from infrahaus_domain.settings import DatabaseSettings, OutboundSettings, Settings
 from infrahaus_domain.vmids.errors import VmidTakenError
-from infrahaus_domain.vmids.service import VmidService
-from infrahaus_proxmox.simulator import RunningNode, SimulatorConfig
-from infrahaus_proxmox.simulator.config import DEMO_TOKEN_ID
+from infrahaus_pvesim import RunningNode, SimulatorConfig
+from infrahaus_pvesim.config import DEMO_TOKEN_ID
+from tests.fixtures.api import LOOPBACK
 from tests.integration.containers.conftest import put_guest
 
 BOX = SecretBox([generate_key("k1")])
+SETTINGS = Settings(database=DatabaseSettings(url="sqlite+aiosqlite://"), outbound=OutboundSettings(allow=LOOPBACK))
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -50,12 +55,15 @@ class World:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
-        self.logbuffer = LogBuffer(MemoryLogStore(), memory_ports().events)
+        self.ports = memory_ports()
+        self.logbuffer = LogBuffer(MemoryLogStore(), self.ports.events)
+
+    def factory(self, session: AsyncSession) -> Services:
+        return Services(session, settings=SETTINGS, box=BOX, ports=self.ports, logbuffer=self.logbuffer)
 
     def services(self, session: AsyncSession) -> tuple[ContainerService, OperationService, EventService]:
-        events = EventService(session, logbuffer=self.logbuffer)
-        ops = OperationService(session, events=events)
-        return ContainerService(session, events=events, operations=ops, box=BOX), ops, events
+        services = self.factory(session)
+        return services.containers, services.operations, services.events
 
     async def setup(self) -> None:
         async with self.sessions() as session:
@@ -72,7 +80,7 @@ class World:
             await session.flush()
             session.add(VmidReservation(node_id=node.id, vmid=900, container_id=container.id))
             _, ops, _ = self.services(session)
-            op = await ops.create(container_id=container.id, user_id=user.id, kind="create")
+            op = await ops.queue(container_id=container.id, user_id=user.id, kind="create")
             await session.commit()
             self.user_id, self.container_id, self.operation_id = user.id, container.id, op.id
 
@@ -88,7 +96,7 @@ async def test_operation_lifecycle_and_the_one_active_rule(world: World) -> None
     async with world.sessions() as session:
         _, ops, _ = world.services(session)
         with pytest.raises(ContainerBusyError):
-            await ops.create(container_id=world.container_id, user_id=world.user_id, kind="start")
+            await ops.queue(container_id=world.container_id, user_id=world.user_id, kind="start")
         claimed = await ops.claim(world.operation_id, "w1")
         assert claimed is not None
         assert claimed.status == "running"
@@ -113,9 +121,9 @@ async def test_operation_lifecycle_and_the_one_active_rule(world: World) -> None
                 )
             ).all()
         )
-        assert types == ["step", "created"]
+        assert types == ["queued", "step", "created"]
         _, ops, _ = world.services(session)
-        start = await ops.create(container_id=world.container_id, user_id=world.user_id, kind="start")
+        start = await ops.queue(container_id=world.container_id, user_id=world.user_id, kind="start")
         await session.commit()
         assert start.status == "queued"
 
@@ -151,15 +159,40 @@ async def test_reconciler_queries(world: World) -> None:
         # Re-sent just now: not again until the threshold passed once more.
         assert await ops.requeue_lost(queued_longer_than=timedelta(minutes=5)) == []
 
-        await ops.claim(world.operation_id, "w1")
-        assert await ops.fail_stale(heartbeat_older_than=timedelta(seconds=30)) == []
-        await session.execute(
-            update(Operation)
-            .where(Operation.id == world.operation_id)
-            .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
-        )
-        failed = await ops.fail_stale(heartbeat_older_than=timedelta(seconds=30))
-        assert [o.id for o in failed] == [world.operation_id]
+        stale = timedelta(seconds=30)
+
+        async def worker_dies() -> None:
+            await session.execute(
+                update(Operation)
+                .where(Operation.id == world.operation_id)
+                .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=1))
+            )
+
+        first = await ops.claim(world.operation_id, "w1")
+        assert first is not None
+        assert first.attempts == 1
+        assert await ops.resume_stale(heartbeat_older_than=stale, max_attempts=2) == ([], [])
+        await worker_dies()
+        # The first worker is lost: its operation is handed over (heartbeat cleared), not failed.
+        resumed, failed = await ops.resume_stale(heartbeat_older_than=stale, max_attempts=2)
+        assert ([o.id for o in resumed], failed) == ([world.operation_id], [])
+        op = await session.get(Operation, world.operation_id)
+        assert op is not None
+        assert (op.status, op.heartbeat_at, op.worker_id) == ("running", None, None)
+        # Handed over just now: not again until the threshold passed once more.
+        assert await ops.resume_stale(heartbeat_older_than=stale, max_attempts=2) == ([], [])
+        second = await ops.claim(world.operation_id, "w2")
+        assert second is not None
+        assert second.attempts == 2
+        # The first worker, were it only slow, is fenced off: no heartbeat, no terminal write.
+        assert not await ops.heartbeat(world.operation_id, attempt=1)
+        assert await ops.heartbeat(world.operation_id, attempt=2)
+        await ops.succeed(world.operation_id, {"by": "w1"}, attempt=1)
+        assert (await session.get_one(Operation, world.operation_id)).status == "running"
+        # The second worker dies too: the attempts are spent.
+        await worker_dies()
+        resumed, failed = await ops.resume_stale(heartbeat_older_than=stale, max_attempts=2)
+        assert (resumed, [o.id for o in failed]) == ([], [world.operation_id])
         await session.commit()
     async with world.sessions() as session:
         op = await session.get(Operation, world.operation_id)
@@ -223,16 +256,20 @@ async def test_runtime_services_credentials_and_removal(world: World) -> None:
 
         containers, ops, _ = world.services(session)
         await ops.claim(world.operation_id, "w1")
-        await containers.remove(world.container_id)
         await ops.succeed(world.operation_id, {})
+        await containers.remove(world.container_id)
         await session.commit()
     async with world.sessions() as session:
         assert await session.get(Container, world.container_id) is None
         assert await session.scalar(select(VmidReservation)) is None
+        # The operation still names its container, and the audit trail outlives the row (the streams need it).
         op = await session.get(Operation, world.operation_id)
         assert op is not None
-        assert op.container_id is None
+        assert op.container_id == world.container_id
         assert op.status == "succeeded"
+        assert op.message == "Container created and provisioned."
+        kept = (await session.scalars(select(Event.type).where(Event.container_id == world.container_id))).all()
+        assert "service_discovered" in kept
 
 
 async def test_event_ids_are_monotonic_across_events_and_lines_and_survive_a_lost_counter(world: World) -> None:
@@ -257,18 +294,18 @@ async def test_event_pages_walk_newest_first_with_counts(world: World) -> None:
     async with world.sessions() as session:
         _, _, events = world.services(session)
         for i in range(5):
-            await events.record(world.container_id, "step" if i % 2 else "error", f"e{i}", {"i": i})
+            await events.record(world.container_id, "step" if i % 2 else "failed", f"e{i}", {"i": i})
         await session.commit()
         seen: list[str] = []
         cursor: str | None = None
         while True:
             page = await events.page(world.container_id, limit=2, cursor=cursor)
-            assert page.counts == {"error": 3, "step": 2}
+            assert page.counts == {"failed": 3, "step": 2, "queued": 1}
             seen.extend(e.message for e in page.items)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        assert seen == ["e4", "e3", "e2", "e1", "e0"]
+        assert seen == ["e4", "e3", "e2", "e1", "e0", "Creation requested."]
         only_steps = await events.page(world.container_id, type="step")
         assert [e.metadata["i"] for e in only_steps.items] == [3, 1]
 
@@ -285,25 +322,23 @@ async def test_create_with_reservation_and_idempotency_on_both_databases(
         node.token_id = DEMO_TOKEN_ID
         node.token_secret = BOX.encrypt(simulator_config.tokens[DEMO_TOKEN_ID].secret)
         node.tls_fingerprint = sim_node.fingerprint
-        containers, _, _ = world.services(session)
-        vmids = VmidService(session, cache=memory_ports().cache, box=BOX)
+        creation = world.factory(session).creation
+        keys = IdempotencyKeys(session)
         data = ContainerCreate(hostname="embedded", vmid=901, os_template="debian-12-standard")
-        first = await containers.create(world.user_id, data, vmids=vmids, idempotency_key="k")
-        replay = await containers.create(world.user_id, data, vmids=vmids, idempotency_key="k")
-        assert replay.replayed
-        assert replay.body == first.body
+        claim = await keys.claim(world.user_id, "POST /api/containers", "k", data)
+        assert claim.replay is None
+        first, _op = await creation.accept(world.user_id, data)
+        stored = StoredResponse(status=202, body=msgspec.to_builtins(first), location=None)
+        await keys.record(claim, stored)
+        replay = await keys.claim(world.user_id, "POST /api/containers", "k", data)
+        assert replay.replay == stored
         with pytest.raises(IdempotencyKeyReusedError):
-            await containers.create(
-                world.user_id,
-                ContainerCreate(hostname="other", vmid=902, os_template="x"),
-                vmids=vmids,
-                idempotency_key="k",
+            await keys.claim(
+                world.user_id, "POST /api/containers", "k", ContainerCreate(hostname="other", vmid=902, os_template="x")
             )
         for taken in (901, 905, 900):
             with pytest.raises(VmidTakenError):
-                await containers.create(
-                    world.user_id, ContainerCreate(hostname="dup", vmid=taken, os_template="x"), vmids=vmids
-                )
+                await creation.accept(world.user_id, ContainerCreate(hostname="dup", vmid=taken, os_template="x"))
         await session.commit()
     async with world.sessions() as session:
         vmids_reserved = sorted((await session.scalars(select(VmidReservation.vmid))).all())

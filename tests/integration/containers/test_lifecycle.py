@@ -11,9 +11,9 @@ from infrahaus_domain.events.service import EventService
 from infrahaus_domain.models.containers import Container, Operation
 from infrahaus_domain.operations.schemas import OperationError
 from infrahaus_domain.operations.service import OperationService
-from infrahaus_proxmox.simulator import RunningNode
-from tests.fixtures.api import UserClient, assert_not_found_for_other_user, assert_problem
-from tests.integration.containers.conftest import create_container, put_guest, sent_jobs
+from infrahaus_pvesim import RunningNode
+from tests.fixtures.api import UserClient, assert_not_found_for_other_user, assert_problem, sent_jobs
+from tests.integration.containers.conftest import create_container, put_guest
 
 
 async def finish(
@@ -174,10 +174,21 @@ async def test_retry_only_after_a_failed_creation(
     assert_problem(await user_client.http.post(f"{base}/retry"), 409, "invalid_state")
 
     events = (await user_client.http.get(f"{base}/events")).json()
-    assert [e["type"] for e in events["items"]] == ["retried", "error"]
-    assert events["counts"] == {"error": 1, "retried": 1}
-    only_errors = (await user_client.http.get(f"{base}/events", params={"type": "error"})).json()
+    assert [e["type"] for e in events["items"]] == ["retried", "queued", "failed", "queued"]
+    assert events["counts"] == {"failed": 1, "queued": 2, "retried": 1}
+    failure = events["items"][2]
+    assert failure["operation"]["status"] == "failed"
+    assert failure["container"] == {"lifecycle": "error", "status": None}
+    only_errors = (await user_client.http.get(f"{base}/events", params={"type": "failed"})).json()
     assert [e["metadata"]["code"] for e in only_errors["items"]] == ["script_failed"]
+    bogus = assert_problem(
+        await user_client.http.get(f"{base}/events", params={"type": "bogus"}), 422, "validation_failed"
+    )
+    [error] = bogus["errors"]
+    assert error["field"] == "type"
+    assert error["code"] == "not_allowed"
+    assert error["message"].startswith("Must be one of: queued, step, created, started")
+    assert "retried" in error["message"]
 
 
 async def test_operations_listing_filters_and_pages(

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infrahaus_domain.models.containers import Container
-from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_pvesim import RunningNode
 from tests.fixtures.api import UserClient, assert_problem
 from tests.integration.containers.conftest import create_body, put_guest
 

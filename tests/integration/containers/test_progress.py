@@ -1,34 +1,31 @@
-"""Progress: events and log lines in one id sequence, the SSE stream (replay, live, Last-Event-ID, heartbeat,
-`done`) over a real socket, and the log buffer as JSON."""
+"""Progress: events and log lines in one id sequence, the SSE stream (retry hint, replay, live, Last-Event-ID,
+heartbeat, `done`, 204 after the end) over a real socket, and the log buffer as JSON."""
 
 import asyncio
 import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
-import msgspec
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from litestar import Litestar
 from litestar.response import ServerSentEventMessage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from infrahaus_api.sse import ProgressStream
-from infrahaus_domain.events.logbuffer import LogBuffer
+from infrahaus_domain.crypto import SecretBox
+from infrahaus_domain.events.logbuffer import MAX_LINE_CHARS, LogBuffer
 from infrahaus_domain.events.service import EventService
 from infrahaus_domain.operations.service import OperationService
 from infrahaus_domain.ports import Ports
+from infrahaus_domain.services import ProcessResources
 from infrahaus_domain.settings import Settings
-from tests.fixtures.api import UserClient
+from tests.fixtures.api import UserClient, assert_problem
 from tests.integration.containers.conftest import create_container
 
 # An event another producer published late (the fields of EventRead; `seq` and `container_id` filled in per test).
@@ -38,6 +35,8 @@ LATE_EVENT: dict[str, Any] = {
     "type": "cancelled",
     "message": "late",
     "metadata": {},
+    "container": None,
+    "operation": None,
     "created_at": "2026-01-01T00:00:00Z",
 }
 
@@ -45,38 +44,29 @@ LATE_EVENT: dict[str, Any] = {
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     # A short heartbeat so a test can see it (and the stream's idle poll) without waiting 15 s.
-    return msgspec.structs.replace(settings, sse_heartbeat_seconds=0.5)
-
-
-@pytest.fixture
-async def server_url(app: Litestar) -> AsyncIterator[str]:
-    """The app served by uvicorn on a free loopback port (SSE needs a real streaming transport)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = asyncio.get_running_loop().time() + 10
-    while not server.started:
-        assert asyncio.get_running_loop().time() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    return settings.replace(http={"sse_heartbeat_seconds": 0.5})
 
 
 @dataclass
 class Sse:
+    """What a client read: every item as (SSE id, `type` from its data, data), the `retry:` hint, comment lines."""
+
     events: list[tuple[int | None, str, dict[str, Any]]] = field(default_factory=list)
     comments: int = 0
+    retry: int | None = None
+    named: list[str] = field(default_factory=list)
 
     @property
     def ids(self) -> list[int]:
-        return [i for i, _, _ in self.events if i is not None]
+        return [i for i, kind, _ in self.events if i is not None and kind != "done"]
+
+    @property
+    def types(self) -> list[str]:
+        return [kind for _, kind, _ in self.events]
 
     @property
     def done(self) -> dict[str, Any] | None:
-        return next((d for _, e, d in self.events if e == "done"), None)
+        return next((d for _, kind, d in self.events if kind == "done"), None)
 
 
 async def read_sse(
@@ -88,7 +78,7 @@ async def read_sse(
     timeout: float = 10,
     into: Sse | None = None,
 ) -> Sse:
-    """Read the stream until `done` (or until `stop_after` id-carrying events, then disconnect)."""
+    """Read the stream until `done` (or until `stop_after` id-carrying items, then disconnect)."""
     headers = {"Authorization": f"Bearer {token}"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
@@ -102,14 +92,19 @@ async def read_sse(
                 result.comments += 1
                 continue
             if line == "":
-                if current:
+                if "retry" in current:
+                    result.retry = int(current.pop("retry"))
+                if "event" in current:
+                    result.named.append(current["event"])
+                if "data" in current:
+                    data = json.loads(current["data"])
                     ident = int(current["id"]) if "id" in current else None
-                    result.events.append((ident, current.get("event", "message"), json.loads(current["data"])))
-                    current = {}
-                    if result.events[-1][1] == "done":
+                    result.events.append((ident, data["type"], data))
+                    if data["type"] == "done":
                         break
                     if stop_after is not None and len(result.ids) >= stop_after:
                         break
+                current = {}
                 continue
             name, _, value = line.partition(":")
             current[name] = value.removeprefix(" ")
@@ -165,15 +160,38 @@ async def test_reconnecting_with_last_event_id_yields_every_event_once_in_order(
 ) -> None:
     url = f"{server_url}/api/containers/{finished['container']['id']}/progress"
     full = await read_sse(url, user_client.token)
-    assert len(full.ids) == 16  # 5 steps + 10 lines + `created`
-    assert full.ids == sorted(set(full.ids))
-    assert full.done == {"operation_id": finished["operation"]["id"], "status": "succeeded"}
-    assert [e for _, e, _ in full.events].count("log") == 10
+    assert len(full.ids) == 17  # `queued`, 5 steps, 10 lines, `created`
+    assert full.ids == list(range(1, 18))
+    assert full.done == {"type": "done", "operation_id": finished["operation"]["id"], "status": "succeeded"}
+    assert full.types.count("log") == 10
+    assert full.types[0] == "queued"
+    assert full.retry == 2000
+    # Nothing is a named event: a browser's `onmessage` receives every item.
+    assert full.named == []
 
     first = await read_sse(url, user_client.token, stop_after=cut) if cut else Sse()
     resumed = await read_sse(url, user_client.token, last_event_id=first.ids[-1] if first.ids else None)
     assert first.ids + resumed.ids == full.ids
     assert resumed.done is not None
+
+
+async def test_done_repeats_the_last_id_and_a_reconnect_after_it_is_told_to_stop(
+    server_url: str, user_client: UserClient, finished: dict[str, Any]
+) -> None:
+    url = f"{server_url}/api/containers/{finished['container']['id']}/progress"
+    full = await read_sse(url, user_client.token)
+    last_id, _, _ = full.events[-1]
+    assert last_id == full.ids[-1]
+    # What a browser does when the server ends the stream after `done`: reconnect with the last id. 204 makes
+    # EventSource stop for good instead of replaying `done` every few seconds.
+    headers = {"Authorization": f"Bearer {user_client.token}", "Last-Event-ID": str(last_id)}
+    async with httpx.AsyncClient() as http:
+        again = await http.get(url, headers=headers)
+        assert again.status_code == 204
+        assert again.content == b""
+        # One id earlier still has something to send.
+        earlier = await http.get(url, headers={**headers, "Last-Event-ID": str(last_id - 1)})
+        assert earlier.status_code == 200
 
 
 async def test_live_stream_with_a_disconnect_loses_and_repeats_nothing(
@@ -198,11 +216,11 @@ async def test_live_stream_with_a_disconnect_loses_and_repeats_nothing(
     first = await read_sse(url, user_client.token, stop_after=7)
     second = await read_sse(url, user_client.token, last_event_id=first.ids[-1])
     await producer
-    assert second.done == {"operation_id": str(operation_id), "status": "succeeded"}
+    assert second.done == {"type": "done", "operation_id": str(operation_id), "status": "succeeded"}
 
     everything = await read_sse(url, user_client.token)
     assert first.ids + second.ids == everything.ids
-    assert len(everything.ids) == 6 * 4 + 1
+    assert len(everything.ids) == 1 + 6 * 4 + 1
 
 
 async def test_idle_stream_sends_heartbeats_and_ends_when_the_operation_is_cancelled(
@@ -215,17 +233,28 @@ async def test_idle_stream_sends_heartbeats_and_ends_when_the_operation_is_cance
     created = await create_container(user_client, vmid=720)
     url = f"{server_url}/api/containers/{created['container']['id']}/progress"
 
-    async def cancel_later() -> None:
-        await asyncio.sleep(1.2)
+    stream = Sse()
+
+    async def cancel_after_two_heartbeats() -> None:
+        # Cancel once the idle stream has sent two heartbeats, however long a loaded machine takes to get there
+        # (`read_sse` fails the test after its own timeout if they never come).
+        while stream.comments < 2:
+            await asyncio.sleep(0.05)
         response = await user_client.http.delete(f"/api/containers/{created['container']['id']}")
         assert response.status_code == 202
 
-    canceller = asyncio.create_task(cancel_later())
-    stream = await read_sse(url, user_client.token)
+    canceller = asyncio.create_task(cancel_after_two_heartbeats())
+    try:
+        await read_sse(url, user_client.token, into=stream)
+    except BaseException:
+        canceller.cancel()
+        raise
     await canceller
     assert stream.comments >= 2
-    assert stream.done == {"operation_id": created["operation"]["id"], "status": "cancelled"}
-    assert [e for _, e, _ in stream.events] == ["cancelled", "done"]
+    assert stream.done == {"type": "done", "operation_id": created["operation"]["id"], "status": "cancelled"}
+    # The operation's end is announced once its transaction committed: after every event of that transaction,
+    # the delete's own `queued` among them.
+    assert stream.types == ["queued", "cancelled", "queued", "done"]
 
 
 async def test_logs_endpoint_serves_the_buffer_by_script_and_after(
@@ -246,6 +275,25 @@ async def test_logs_endpoint_serves_the_buffer_by_script_and_after(
     assert [(i["line"], i["stream"]) for i in only_b["items"]] == [(f"b{i}", "stderr") for i in range(4)]
     after = (await user_client.http.get(base, params={"after": everything["items"][5]["id"]})).json()
     assert [i["line"] for i in after["items"]] == ["a3", "b3"]
+
+
+@pytest.mark.parametrize("value", ["abc", "12abc", "-5", "1e3", "1" * 19, "9" * 5000, "1 2", "0x10"])
+async def test_a_malformed_or_oversized_last_event_id_is_a_400(
+    user_client: UserClient, registered_node: dict[str, Any], value: str
+) -> None:
+    created = await create_container(user_client, vmid=731)
+    response = await user_client.http.get(
+        f"/api/containers/{created['container']['id']}/progress", headers={"Last-Event-ID": value}
+    )
+    assert_problem(response, 400, "invalid_header")
+
+
+async def test_a_long_line_is_cut_before_it_reaches_the_buffer(logbuffer: LogBuffer) -> None:
+    container_id = uuid4()
+    stored = await logbuffer.append(container_id, None, step="scripts", line="x" * (MAX_LINE_CHARS * 10))
+    assert stored.line.startswith("x" * MAX_LINE_CHARS)
+    assert stored.line.endswith(f"[... {MAX_LINE_CHARS * 9} more characters cut]")
+    assert [line.line for line in await logbuffer.lines(container_id)] == [stored.line]
 
 
 async def test_the_buffer_keeps_only_the_newest_lines(logbuffer: LogBuffer) -> None:
@@ -287,8 +335,8 @@ async def test_live_items_published_out_of_order_by_two_producers_arrive_in_orde
     await logbuffer.append_event(container_id, early, {**LATE_EVENT, "seq": early, "container_id": str(container_id)})
     await succeed(db, logbuffer, operation_id)
     await reader
-    assert stream.ids == [1, early, line.id, line.id + 1]
-    assert [e for _, e, _ in stream.events] == ["step", "cancelled", "log", "created", "done"]
+    assert stream.ids == [1, 2, early, line.id, line.id + 1]
+    assert stream.types == ["queued", "step", "cancelled", "log", "created", "done"]
 
 
 async def test_replay_waits_for_an_id_still_being_published(
@@ -305,21 +353,24 @@ async def test_replay_waits_for_an_id_still_being_published(
     # Another producer holds id `early` but has not published it; the next line is already in the buffer.
     early = await logbuffer.next_seq(container_id)
     line = await logbuffer.append(container_id, operation_id, step="scripts", line="ahead")
-    stream = ProgressStream(
-        container_id, last_event_id=0, sessionmaker=db, logbuffer=logbuffer, bus=ports.events, heartbeat=30, gap_wait=5
+    resources = ProcessResources(
+        settings=settings, sessionmaker=db, ports=ports, box=SecretBox(settings.encryption.keys), logbuffer=logbuffer
     )
+    stream = ProgressStream(container_id, last_event_id=0, resources=resources, heartbeat=30, gap_wait=5)
     received: list[ServerSentEventMessage] = []
 
     async def consume() -> None:
         async for message in stream:
+            if message.data is None:
+                continue  # the retry hint, keepalives
             received.append(message)
-            if message.event == "done":
+            if json.loads(str(message.data))["type"] == "done":
                 return
 
     consumer = asyncio.create_task(consume())
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url)
-    channel = f"{settings.redis_prefix}events:container:{container_id}"
+    assert settings.redis.url is not None
+    redis = Redis.from_url(settings.redis.url)
+    channel = f"{settings.redis.prefix}events:container:{container_id}"
     try:
         deadline = asyncio.get_running_loop().time() + 5
         while not (await redis.pubsub_numsub(channel))[0][1]:
@@ -330,5 +381,5 @@ async def test_replay_waits_for_an_id_still_being_published(
     await logbuffer.append_event(container_id, early, {**LATE_EVENT, "seq": early, "container_id": str(container_id)})
     await succeed(db, logbuffer, operation_id)
     await asyncio.wait_for(consumer, 10)
-    assert [m.id for m in received] == [early, line.id, line.id + 1, None]
-    assert [m.event for m in received] == ["cancelled", "log", "created", "done"]
+    assert [m.id for m in received] == [1, early, line.id, line.id + 1, line.id + 1]
+    assert [json.loads(str(m.data))["type"] for m in received] == ["queued", "cancelled", "log", "created", "done"]

@@ -6,26 +6,21 @@ The inventory cache is off unless a test turns it on, so every read asks the nod
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
-from dramatiq.brokers.stub import StubBroker
-from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from infrahaus_api.app import create_app
 from infrahaus_domain.crypto import SecretBox
-from infrahaus_domain.db import create_engine
 from infrahaus_domain.models.containers import Container, DiscoveredService, Operation, ServiceCredential
 from infrahaus_domain.settings import Settings
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
-from infrahaus_proxmox.simulator.state import SimGuest
-from tests.fixtures.api import UserClient, running
+from infrahaus_pvesim import RunningNode, SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_pvesim.state import SimGuest
+from tests.fixtures.api import UserClient
 from tests.fixtures.nodes import node_body
 
 NODE_NAMES = ("pve1", "pve2", "pve3")
@@ -35,39 +30,27 @@ MIB = 1024 * 1024
 @pytest.fixture
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
     return SimulatorConfig(
-        data_dir=tmp_path / "pvesim", nodes=[SimNodeConfig(name=n) for n in NODE_NAMES], task_duration=0.02
+        auth_failure_delay=0.0,
+        data_dir=tmp_path / "pvesim",
+        nodes=[SimNodeConfig(name=n) for n in NODE_NAMES],
+        task_duration=0.02,
     )
 
 
 @pytest.fixture
 def read_settings() -> dict[str, Any]:
     """Overrides of the test settings; tests change them with `@pytest.mark.parametrize` or by overriding."""
-    return {"inventory_cache_seconds": 0.0, "inventory_node_timeout": 1.0}
+    return {"inventory": {"cache_seconds": 0.0, "node_timeout": 1.0}}
 
 
 @pytest.fixture
 def settings(settings: Settings, read_settings: dict[str, Any]) -> Settings:
-    return msgspec.structs.replace(settings, **read_settings)
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[Litestar]:
-    """The app sending jobs to a stub broker (nothing runs them)."""
-    async with running(create_app(settings, broker=StubBroker(middleware=[]))) as application:
-        yield application
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on the test database, outside the app (playing the worker's part)."""
-    engine = create_engine(settings.database_url)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
+    return settings.replace(**read_settings)
 
 
 @pytest.fixture
 def box(settings: Settings) -> SecretBox:
-    return SecretBox(settings.encryption_keys)
+    return SecretBox(settings.encryption.keys)
 
 
 @dataclass

@@ -36,7 +36,8 @@ async def test_items_merge_database_rows_with_live_state_of_every_node(
     assert first["ip_address"] == "192.0.2.200"
     assert first["template"] is None
     assert first["active_operation"] is None
-    assert first["allowed_actions"] == ["stop", "shutdown", "restart", "refresh_services", "delete"]
+    # No template: nothing to sync with.
+    assert first["allowed_actions"] == ["stop", "shutdown", "restart", "refresh_services", "snapshot", "delete"]
     resources = first["resources"]
     assert resources["memory_max"] == 1024 * MIB
     assert 0 < resources["memory_used"] < resources["memory_max"]
@@ -46,7 +47,7 @@ async def test_items_merge_database_rows_with_live_state_of_every_node(
 
     second = items[str(stopped.id)]
     assert (second["status"], second["resources"]) == ("stopped", None)
-    assert second["allowed_actions"] == ["start", "delete"]
+    assert second["allowed_actions"] == ["start", "snapshot", "delete"]
 
 
 async def test_each_node_is_asked_once_and_concurrently(
@@ -79,7 +80,7 @@ async def test_concurrent_lists_share_one_request_per_node(
         assert len([r for r in fleet.node(name).requests if r.path.endswith("/lxc")]) == 1
 
 
-@pytest.mark.parametrize("read_settings", [{"inventory_cache_seconds": 0.0, "inventory_node_timeout": 0.8}])
+@pytest.mark.parametrize("read_settings", [{"inventory": {"cache_seconds": 0.0, "node_timeout": 0.8}}])
 async def test_a_node_that_accepts_but_never_answers_is_reported_in_time(
     user_client: UserClient, fleet: Fleet, add_container: AddContainer
 ) -> None:
@@ -195,7 +196,7 @@ async def test_status_filter_pages_over_the_merged_status(user_client: UserClien
     assert len(seen) == 10
 
 
-@pytest.mark.parametrize("read_settings", [{"inventory_cache_seconds": 0.0, "inventory_node_timeout": 0.8}])
+@pytest.mark.parametrize("read_settings", [{"inventory": {"cache_seconds": 0.0, "node_timeout": 0.8}}])
 async def test_unreachable_and_slow_nodes_do_not_fail_the_list(
     user_client: UserClient, fleet: Fleet, add_container: AddContainer
 ) -> None:
@@ -244,7 +245,7 @@ async def test_containers_deleted_outside_the_product_show_unknown(
     assert body["unreachable_nodes"] == []
 
 
-@pytest.mark.parametrize("read_settings", [{"inventory_cache_seconds": 30.0, "inventory_node_timeout": 1.0}])
+@pytest.mark.parametrize("read_settings", [{"inventory": {"cache_seconds": 30.0, "node_timeout": 1.0}}])
 async def test_rapid_lists_reuse_each_nodes_answer(
     user_client: UserClient, fleet: Fleet, add_container: AddContainer
 ) -> None:
@@ -292,3 +293,41 @@ async def test_other_users_see_nothing(
     assert (summary["total"], summary["nodes"]) == (0, [])
     # Another user's node as a filter is just an empty list, not a way to probe it.
     assert (await list_page(other_user_client, node_id=str(fleet.node_ids["pve1"])))["items"] == []
+
+
+@pytest.mark.parametrize("read_settings", [{"inventory": {"cache_seconds": 60.0, "node_timeout": 2.0}}])
+async def test_an_invalidation_reaches_a_request_to_the_node_still_in_flight(
+    app: Any, user_client: UserClient, fleet: Fleet, add_container: AddContainer
+) -> None:
+    """A read that began before an operation changed the guest must neither hand its answer to later reads nor cache
+    it (another process publishes the invalidation; this process only hears it)."""
+    from infrahaus_domain.containers.inventory import inventory_key
+    from infrahaus_domain.ports import build_ports
+
+    await add_container("pve1", 200, status="running")
+    node, node_id = fleet.node("pve1"), fleet.node_ids["pve1"]
+    node.faults.latency = 0.6
+    inventory, cache = app.state.resources.inventory, app.state.resources.ports.cache
+    early = asyncio.create_task(list_page(user_client, node_id=str(node_id)))
+    deadline = time.monotonic() + 5
+    # White box: the process's one shared request to the node has begun (the simulator records requests only when
+    # it answers them).
+    while not any(key[0] == node_id for key in inventory._inflight):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    settings = app.state.resources.settings
+    other = build_ports(settings.redis.url, settings.redis.prefix)
+    try:
+        await other.invalidation.publish("inventory", str(node_id))
+    finally:
+        await other.close()
+    deadline = time.monotonic() + 5
+    while any(key[0] == node_id for key in inventory._inflight):  # pub/sub delivery to the API process
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    later = asyncio.create_task(list_page(user_client, node_id=str(node_id)))
+    await early
+    assert await cache.get(inventory_key(node_id)) is None  # the early answer was not cached
+    await later
+    assert len([r for r in node.requests if r.path.endswith("/lxc")]) == 2  # the later read asked on its own
+    assert await cache.get(inventory_key(node_id)) is not None

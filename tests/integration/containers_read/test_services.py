@@ -95,7 +95,7 @@ async def test_reveal_decrypts_and_records_each_view_and_nothing_else_leaks(
 
 @pytest.mark.parametrize(
     "read_settings",
-    [{"inventory_cache_seconds": 0.0, "inventory_node_timeout": 1.0, "credentials_reveal_limit": 3}],
+    [{"inventory": {"cache_seconds": 0.0, "node_timeout": 1.0}, "credentials": {"reveal_limit": 3}}],
 )
 async def test_reveals_are_rate_limited_per_user(
     user_client: UserClient, other_user_client: UserClient, stocked: Container
@@ -179,7 +179,7 @@ async def test_refresh_queues_a_services_refresh_operation(
     op = response.json()
     assert (op["kind"], op["status"], op["container_id"]) == ("services_refresh", "queued", str(running.id))
     assert response.headers["location"] == f"/api/operations/{op['id']}"
-    broker = app.state.containers.broker
+    broker = app.state.resources.broker
     assert isinstance(broker, StubBroker)
     assert sum(len(q.queue) for q in broker.queues.values()) == 1
     item = (await user_client.http.get("/api/containers")).json()["items"][0]

@@ -9,7 +9,7 @@ from infrahaus.commands.keys import rotate
 from infrahaus_domain.crypto import SecretBox, generate_key, token_kid
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.keys import encrypted_columns, register_encrypted_column, unregister_encrypted_column
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import DatabaseSettings, EncryptionSettings, Settings
 
 _meta = MetaData()
 # A throwaway table standing in for any model with encrypted columns (nodes, service credentials ...).
@@ -57,7 +57,9 @@ async def test_rotation_re_encrypts_every_registered_secret(
                     )
                 )
 
-        settings = Settings(database_url=registered_vault, encryption_keys=(new, old))
+        settings = Settings(
+            database=DatabaseSettings(url=registered_vault), encryption=EncryptionSettings(keys=(new, old))
+        )
         assert await rotate(settings) == 0
         out = capsys.readouterr().out
         assert "test_rotation_vault.secret: 2 re-encrypted" in out

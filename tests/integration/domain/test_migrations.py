@@ -1,6 +1,7 @@
 """One Alembic history for PostgreSQL and SQLite: up, down, up again; transactional on PostgreSQL; matches models."""
 
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -158,3 +159,61 @@ def test_commands_fail_fast_naming_the_bad_setting(
     monkeypatch.setenv("INFRAHAUS_SESSION_IDLE_SECONDS", "soon")
     assert main([*argv, str(tmp_path)] if argv[-1] == "--data-dir" else argv) == 2
     assert "INFRAHAUS_SESSION_IDLE_SECONDS: must be an integer" in capsys.readouterr().err
+
+
+async def test_existing_templates_get_revision_1_with_the_digest_a_save_computes(fresh_pg_url: str) -> None:
+    """The day-two migration records each template's current content as revision 1; its digest is the one the service
+    computes, so saving the template unchanged afterwards records no second revision."""
+    engine = create_engine(fresh_pg_url)
+    try:
+        await _backfilled_revision_matches(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _backfilled_revision_matches(engine: AsyncEngine) -> None:
+    from infrahaus_domain.db import alchemy_config
+    from infrahaus_domain.models import Template, TemplateRevision
+    from infrahaus_domain.templates.revisions import RevisionService, content_digest, content_of
+
+    await migrations.upgrade(engine, "0006_container_status")
+    template_id = "0190f1b2-0000-7000-8000-000000000001"
+    now = "2026-12-01 10:00:00+00:00"
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO templates (id, name, description, tags, os_template, cores, memory_mb, swap_mb, disk_gb,"
+                " storage, bridge, unprivileged, nesting, keyctl, fuse, source, owner_id, source_dir, content_hash,"
+                " created_at, updated_at) VALUES (:id, 'héllo', 'd', :tags, NULL, 2, 256, 0, 4, 'local-lvm', 'vmbr0',"
+                " true, false, false, false, 'filesystem', NULL, 'hello', 'h', :now, :now)"
+            ),
+            {"id": template_id, "tags": '["web"]', "now": now},
+        )
+        for table, columns, values in (
+            ("template_scripts", "name, position, content, description, enabled", "'00-a', 0, 'echo ü\n', '', true"),
+            (
+                "template_files",
+                "position, name, target_path, policy, mode, content",
+                "0, 'a.conf', '/etc/a', 'replace', '0644', 'x=1\n'",
+            ),
+            ("template_packages", "position, name, manager, version, bucket", "0, 'curl', 'apt', NULL, 'base'"),
+        ):
+            await conn.execute(
+                text(
+                    f"INSERT INTO {table} (id, template_id, {columns}, created_at, updated_at)"  # noqa: S608 - constants
+                    f" VALUES (:id, :tid, {values}, :now, :now)"
+                ),
+                {"id": str(uuid.uuid4()), "tid": template_id, "now": now},
+            )
+    await migrations.upgrade(engine)
+    async with alchemy_config(engine).get_session() as session:
+        template = await session.get(Template, template_id)
+        assert template is not None
+        assert template.revision == 1
+        (revision,) = (await session.scalars(text("SELECT id FROM template_revisions"))).all()
+        stored = await session.get(TemplateRevision, revision)
+        assert stored is not None
+        assert stored.author_kind == "migration"
+        assert stored.digest == content_digest(content_of(template))
+        again = await RevisionService(session=session).record(template, author="discovery")
+        assert again.number == 1

@@ -1,6 +1,7 @@
 """Cache, lock and event bus: the Redis adapters (against the real Redis) and the in-memory ones, same contract."""
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from infrahaus_domain.ports import LockTimeout, Ports, build_ports
+from tests.fixtures.private_services import PrivateRedis
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -126,3 +128,98 @@ async def test_memory_bus_accepts_publishers_from_another_thread() -> None:
         thread.start()
         assert await asyncio.wait_for(anext(messages), 5) == b"from-thread"
         await loop.run_in_executor(None, thread.join)
+
+
+class Seen:
+    """What one process's handler of a topic received."""
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+        self.arrived = threading.Event()
+
+    def __call__(self, key: str | None) -> None:
+        self.keys.append(key)
+        self.arrived.set()
+
+    async def wait_for(self, key: str | None) -> None:
+        deadline = asyncio.get_running_loop().time() + 5
+        while key not in self.keys:
+            assert asyncio.get_running_loop().time() < deadline, f"{key!r} never arrived; got {self.keys}"
+            await asyncio.sleep(0.01)
+
+
+async def _subscribed(ports: Ports) -> None:
+    wait = getattr(ports.invalidation, "wait_connected", None)
+    if wait is not None:
+        await wait(5)
+    assert ports.invalidation.connected
+
+
+async def test_invalidation_reaches_this_process_at_once_and_the_others_soon(redis_url: str, redis_prefix: str) -> None:
+    prefix = f"{redis_prefix}{uuid.uuid4().hex[:8]}:"
+    here, there, elsewhere = (build_ports(redis_url, prefix) for _ in range(3))
+    try:
+        mine, theirs, other_topic = Seen(), Seen(), Seen()
+        here.invalidation.listen("inventory", mine)
+        there.invalidation.listen("inventory", theirs)
+        elsewhere.invalidation.listen("sessions", other_topic)
+        for ports in (here, there, elsewhere):
+            await _subscribed(ports)
+        mine.keys.clear()
+        theirs.keys.clear()
+        other_topic.keys.clear()
+
+        await here.invalidation.publish("inventory", "node-1", "node-2")
+        assert mine.keys == ["node-1", "node-2"]  # before publish returned, and only once (own echo skipped)
+        await theirs.wait_for("node-2")
+        assert theirs.keys == ["node-1", "node-2"]
+        await asyncio.sleep(0.1)
+        assert mine.keys == ["node-1", "node-2"]
+        assert other_topic.keys == []
+    finally:
+        for ports in (here, there, elsewhere):
+            await ports.close()
+
+
+async def test_memory_invalidation_reaches_handlers_of_every_thread() -> None:
+    ports = build_ports(None, "")
+    seen, unregistered = Seen(), Seen()
+    remove = ports.invalidation.listen("vmids", unregistered)
+    ports.invalidation.listen("vmids", seen)
+    remove()
+    assert ports.invalidation.connected
+
+    def publish_from_another_thread() -> None:
+        asyncio.run(ports.invalidation.publish("vmids", "node-9"))
+
+    await asyncio.to_thread(publish_from_another_thread)
+    assert seen.keys == ["node-9"]
+    assert unregistered.keys == []
+    await ports.close()
+
+
+async def test_invalidation_after_a_redis_restart_drops_everything_then_flows_again(
+    private_redis: PrivateRedis,
+) -> None:
+    prefix = f"restart-{uuid.uuid4().hex[:8]}:"
+    here, there = build_ports(private_redis.url, prefix), build_ports(private_redis.url, prefix)
+    try:
+        theirs = Seen()
+        there.invalidation.listen("inventory", theirs)
+        await _subscribed(there)
+        theirs.keys.clear()
+
+        await asyncio.to_thread(private_redis.restart)
+        # Whatever was published while the subscriber was away is lost: the subscriber must have said "all stale".
+        await theirs.wait_for(None)
+        await _subscribed(there)
+        deadline = asyncio.get_running_loop().time() + 10
+        while "after" not in theirs.keys:
+            assert asyncio.get_running_loop().time() < deadline, theirs.keys
+            # The publisher's own connection is coming back too.
+            with contextlib.suppress(OSError, aioredis.RedisError):
+                await here.invalidation.publish("inventory", "after")
+            await asyncio.sleep(0.1)
+    finally:
+        await here.close()
+        await there.close()

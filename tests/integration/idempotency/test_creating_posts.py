@@ -18,8 +18,8 @@ from infrahaus_domain.models.idempotency import IdempotencyKey
 from infrahaus_domain.models.nodes import Node
 from infrahaus_domain.models.templates import PackageBucket, Template
 from infrahaus_domain.models.users import ApiToken
-from infrahaus_proxmox.simulator import RunningNode, SimulatorConfig
-from tests.fixtures.api import UserClient, assert_no_secrets, assert_problem
+from infrahaus_pvesim import RunningNode, SimulatorConfig
+from tests.fixtures.api import SessionClient, UserClient, assert_no_secrets, assert_problem
 from tests.fixtures.nodes import node_body
 
 
@@ -78,7 +78,9 @@ async def test_same_key_replays_another_body_is_refused_no_key_is_unchanged(
 
     other = await http.post(endpoint.path, json=endpoint.body(ctx, "beta"), headers=headers)
     problem = assert_problem(other, 422, "idempotency_key_reused")
-    assert problem["errors"] == [{"field": "Idempotency-Key", "message": "Already used with a different request body."}]
+    assert problem["errors"] == [
+        {"field": "Idempotency-Key", "message": "Already used with a different request body.", "code": "invalid"}
+    ]
     assert await count(db, endpoint.model) == 1
 
     # Without a key every request creates (and a duplicate name is refused as before).
@@ -168,8 +170,9 @@ async def test_keys_must_be_1_to_255_printable_ascii_characters(
 
 @pytest.mark.usefixtures("sim_node")
 async def test_token_secret_is_shown_once_even_to_a_retry(
-    user_client: UserClient, db: async_sessionmaker[AsyncSession]
+    session_client: SessionClient, db: async_sessionmaker[AsyncSession]
 ) -> None:
+    user_client = session_client
     tokens_before = await count(db, ApiToken)
     headers = {"Idempotency-Key": "token-1"}
     body = {"name": "ci"}
@@ -205,8 +208,9 @@ async def test_token_secret_is_shown_once_even_to_a_retry(
 
 @pytest.mark.usefixtures("sim_node")
 async def test_concurrent_token_requests_with_one_key_issue_one_token(
-    user_client: UserClient, db: async_sessionmaker[AsyncSession]
+    session_client: SessionClient, db: async_sessionmaker[AsyncSession]
 ) -> None:
+    user_client = session_client
     tokens_before = await count(db, ApiToken)
     headers = {"Idempotency-Key": "token-race"}
     responses = await asyncio.gather(

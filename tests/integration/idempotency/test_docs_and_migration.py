@@ -24,6 +24,11 @@ CREATING_POSTS = {
     "restartContainer",
     "retryContainer",
     "refreshContainerServices",
+    "syncContainer",
+    "createContainerSnapshot",
+    "rollbackContainerSnapshot",
+    "bulkContainerAction",
+    "createWebhook",
 }
 
 

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from infrahaus_domain.events.logbuffer import LogBuffer
 from infrahaus_domain.models.containers import Operation
 from infrahaus_domain.operations.schemas import OperationError
-from infrahaus_proxmox.simulator import RunningNode
-from tests.fixtures.api import UserClient, assert_problem
-from tests.integration.containers.conftest import create_container, sent_jobs
+from infrahaus_pvesim import RunningNode
+from tests.fixtures.api import UserClient, assert_problem, sent_jobs
+from tests.integration.containers.conftest import create_container
 from tests.integration.containers.test_lifecycle import finish, ready_container
 
 

@@ -11,8 +11,8 @@ from litestar import Litestar
 
 from infrahaus_api.resources import AppResources
 from infrahaus_domain.models.containers import Container
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimToken, SimulatorConfig
-from infrahaus_proxmox.simulator.config import DEMO_TOKEN_ID
+from infrahaus_pvesim import RunningNode, SimNodeConfig, SimToken, SimulatorConfig
+from infrahaus_pvesim.config import DEMO_TOKEN_ID
 from tests.fixtures.api import UserClient, assert_no_secrets, assert_not_found_for_other_user, assert_problem
 from tests.fixtures.nodes import node_body
 
@@ -31,6 +31,7 @@ SECRETS = (TOKEN_SECRET, SSH_PASSWORD, LIMITED_SECRET, KEY_MATERIAL)
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
     """Distinctive secrets (so a leak is detectable) and a privilege-separated token without any ACL."""
     return SimulatorConfig(
+        auth_failure_delay=0.0,
         data_dir=tmp_path / "pvesim",
         nodes=[SimNodeConfig(name="pve", guests=4, ssh_users={"root": SSH_PASSWORD})],
         tokens={
@@ -70,7 +71,11 @@ async def test_create_get_list_update_delete(user_client: UserClient, node_paylo
     assert [n["name"] for n in listed.json()["items"]] == ["pve", "second"]
     assert listed.json()["next_cursor"] is None
 
-    renamed = await http.patch(f"/api/nodes/{node['id']}", json={"name": "main", "ssh_port": 2200})
+    # Another SSH port is another endpoint: the SSH password goes with it, or the change is refused.
+    renamed = await http.patch(
+        f"/api/nodes/{node['id']}",
+        json={"name": "main", "ssh_port": 2200, "ssh_password": node_payload["ssh_password"]},
+    )
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["name"] == "main"
     assert renamed.json()["ssh_port"] == 2200
@@ -115,7 +120,7 @@ async def test_pve_node_is_detected_and_names_are_unique_per_user(
         ({"tls_fingerprint": ":".join(["AB"] * 32)}, "tls_mismatch"),
         ({"tls_fingerprint": None}, "tls_error"),
         ({"token_secret": "wrong-secret"}, "node_auth_failed"),
-        ({"token_id": LIMITED_TOKEN, "token_secret": LIMITED_SECRET}, "node_permission_denied"),
+        ({"token_id": LIMITED_TOKEN, "token_secret": LIMITED_SECRET}, "missing_privileges"),
     ],
 )
 async def test_connection_test_failures_have_distinct_codes_and_save_nothing(
@@ -136,8 +141,20 @@ async def test_token_privileges_are_checked(
     response = await user_client.http.post(
         "/api/nodes", json={**node_payload, "token_id": LIMITED_TOKEN, "token_secret": LIMITED_SECRET}
     )
-    body = assert_problem(response, 502, "node_permission_denied")
+    body = assert_problem(response, 502, "missing_privileges")
     assert "VM.Allocate" in body["detail"]
+    # Every privilege named with its path; what the auditor role has is not listed.
+    missing = [(m["path"], m["privileges"], m["any_of"]) for m in body["missing_privileges"]]
+    # The VM privileges are read where a new container would go: the next free VMID (4 guests exist).
+    vm_path, vm_privileges, _ = missing[0]
+    assert vm_path == "/vms/104"
+    assert "VM.Allocate" in vm_privileges
+    assert "VM.Audit" not in vm_privileges
+    assert missing[1:] == [
+        ("/storage", ["Datastore.AllocateSpace"], False),
+        ("/storage", ["Datastore.AllocateSpace", "Datastore.Audit"], True),
+        ("/sdn/zones/localnetwork", ["SDN.Use"], False),
+    ]
 
 
 async def test_invalid_input_is_422(user_client: UserClient, node_payload: dict[str, Any]) -> None:
@@ -277,7 +294,7 @@ async def test_patch_secrets_keep_clear_and_retest(
     assert len(sim_node.requests) > before
     test = (await http.post(f"{path}/test")).json()
     assert test["api"]["ok"] is True
-    repinned = await http.patch(path, json={"tls_fingerprint": ":".join(["CD"] * 32)})
+    repinned = await http.patch(path, json={"tls_fingerprint": ":".join(["CD"] * 32), "token_secret": TOKEN_SECRET})
     assert_problem(repinned, 502, "tls_mismatch")
     assert (await http.get(path)).json()["tls_fingerprint"] == sim_node.fingerprint
 

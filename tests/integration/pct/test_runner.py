@@ -1,6 +1,7 @@
 """PctExecRunner against the simulated node over a real SSH connection."""
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,16 +11,21 @@ import pytest
 
 from infrahaus_proxmox.errors import ProxmoxLocked, ProxmoxNotFound
 from infrahaus_proxmox.pct import (
+    KEEP_BYTES,
+    MAX_LINE_BYTES,
+    ExpectedFile,
+    FileMismatch,
     OutputLine,
     PctExecRunner,
     PctNotRunning,
+    PctPushFailed,
     PctTimeout,
     SshAuthError,
     SshConnectionLost,
     SshHostKeyMismatch,
     SshUnreachable,
 )
-from infrahaus_proxmox.simulator.ssh import SshHost
+from infrahaus_pvesim.ssh import SshHost
 from tests.fixtures.pct import PctNode
 
 
@@ -96,13 +102,13 @@ async def test_push_writes_content_and_mode_and_removes_the_temp_file(
 async def test_push_to_a_stopped_container_fails_and_still_cleans_up(
     pct_node: PctNode, pct_runner: PctExecRunner
 ) -> None:
-    with pytest.raises(PctNotRunning, match="CT 101 not running"):
+    with pytest.raises(PctNotRunning, match=r"^can only push files to a running CT$"):
         await pct_runner.push(101, b"x", "/root/x", mode=0o644)
     assert list((pct_node.ssh.host_dir / "tmp").iterdir()) == []
 
 
 async def test_exec_in_stopped_or_missing_container(pct_runner: PctExecRunner) -> None:
-    with pytest.raises(PctNotRunning):
+    with pytest.raises(PctNotRunning, match=r"^container '101' not running!$"):
         await pct_runner.exec(101, ["true"], timeout=10)
     with pytest.raises(ProxmoxNotFound, match=r"nodes/pve/lxc/999\.conf"):
         await pct_runner.exec(999, ["true"], timeout=10)
@@ -202,13 +208,45 @@ async def test_push_to_a_path_with_metacharacters(pct_node: PctNode, pct_runner:
 
 async def test_set_features_and_unlock(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
     await pct_runner.set_features(101, {"nesting": True, "keyctl": True, "fuse": False})
-    assert pct_node.stopped.config["features"] == "nesting=1,keyctl=1,fuse=0"
+    # Stored the way PVE prints a property string (keys sorted).
+    assert pct_node.stopped.config["features"] == "fuse=0,keyctl=1,nesting=1"
 
     pct_node.faults.lock(101, "create")
     with pytest.raises(ProxmoxLocked, match=r"CT is locked \(create\)"):
         await pct_runner.set_features(101, {"nesting": True})
     await pct_runner.unlock(101)
     assert pct_node.stopped.lock is None
+    # pct unlock without a lock fails on the node; the runner treats it as done.
+    bare = await pct_runner.run_host(["pct", "unlock", "101"], timeout=10)
+    assert (bare.exit_code, bare.stderr) == (255, ["no lock found trying to remove any lock"])
+    await pct_runner.unlock(101)
+
+
+async def test_features_set_on_a_running_container_wait_for_the_next_start(
+    pct_node: PctNode, pct_runner: PctExecRunner
+) -> None:
+    await pct_runner.set_features(100, {"nesting": True})
+    assert "features" not in pct_node.running.config
+    assert pct_node.running.pending == {"features": "nesting=1"}
+    listed = await pct_runner.run_host(["pct", "config", "100", "--current"], timeout=10)
+    assert not any(line.startswith("features:") for line in listed.stdout)
+    # Setting what the container already runs with is no pending change (AbstractConfig cleanup_pending).
+    pct_node.running.config["features"] = "nesting=1"
+    pct_node.running.pending.clear()
+    await pct_runner.set_features(100, {"nesting": True})
+    assert pct_node.running.pending == {}
+
+
+async def test_the_config_file_lock_times_out_like_proxmox(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    pct_node.tasks.lock_timeout = 0.2
+    pct_node.faults.on_hold_config_lock(lambda vmid, seconds: None)
+    async with pct_node.tasks.config_lock(100):
+        with pytest.raises(
+            ProxmoxLocked, match=r"^can't lock file '/run/lock/lxc/pve-config-100\.lock' - got timeout$"
+        ):
+            await pct_runner.push(100, b"x", "/root/x")
+        with pytest.raises(ProxmoxLocked, match="got timeout"):
+            await pct_runner.set_features(100, {"nesting": True})
 
 
 async def test_run_host(pct_runner: PctExecRunner) -> None:
@@ -306,6 +344,7 @@ async def test_host_key_survives_a_restart(pct_node: PctNode) -> None:
         host_key_path=pct_node.state.data_dir / "ssh_host_ed25519_key",
         users={"root": "demo"},
         faults=pct_node.faults,
+        tasks=pct_node.tasks,
     )
     port = await again.start()
     try:
@@ -314,3 +353,72 @@ async def test_host_key_survives_a_restart(pct_node: PctNode) -> None:
         await runner.aclose()
     finally:
         await again.stop()
+
+
+async def test_commands_get_a_clean_explicit_environment(pct_runner: PctExecRunner) -> None:
+    # Bare `pct exec` hands the SSH session's environment to the container (pct's --keep-env default) ...
+    raw = await pct_runner.run_host(["pct", "exec", "100", "--", "env"], timeout=10)
+    leaked = dict(line.split("=", 1) for line in raw.stdout)
+    assert leaked["PATH"] == "/sbin:/bin:/usr/sbin:/usr/bin"
+    assert "LANG" in leaked
+    assert "SSH_CONNECTION" in leaked
+    # ... the runner starts every command with exactly what it chose.
+    clean = await pct_runner.exec(100, ["env"], timeout=10)
+    assert sorted(clean.stdout) == [
+        "HOME=/root",
+        "LC_ALL=C.UTF-8",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
+
+
+async def test_the_time_limit_is_enforced_inside_the_container(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    marker = "sleep 31.25"
+    # The container's own `timeout` ends the command (exit 124) well before the node's, 15 s later, could.
+    started = time.monotonic()
+    with pytest.raises(PctTimeout):
+        await pct_runner.exec(100, ["bash", "-c", marker], timeout=0.5)
+    assert time.monotonic() - started < 5
+    await wait_until(lambda: host_processes_with(marker) == [])
+
+
+async def test_push_failures_inside_the_container_are_reported_although_pct_exits_0(
+    pct_node: PctNode, pct_runner: PctExecRunner
+) -> None:
+    raw = await pct_runner.run_host(["pct", "push", "100", "/nonexistent", "/root/x"], timeout=10)
+    assert (raw.exit_code, raw.stderr) == (0, ["failed to open /nonexistent for reading"])
+    with pytest.raises(PctPushFailed, match="failed to create file: /no/such/dir/x: No such file or directory"):
+        await pct_runner.push(100, b"x", "/no/such/dir/x")
+    assert list((pct_node.ssh.host_dir / "tmp").iterdir()) == []
+
+
+async def test_verify_files_sees_what_a_silent_push_failure_left(pct_node: PctNode, pct_runner: PctExecRunner) -> None:
+    good, bad = b"all of it\n" * 100, b"this one is cut short\n" * 100
+    await pct_runner.push(100, good, "/root/good.txt", mode=0o640)
+    pct_node.faults.corrupt_next_push(100)
+    await pct_runner.push(100, bad, "/root/bad.txt", mode=0o600)
+    expected = [
+        ExpectedFile(path="/root/good.txt", sha256=hashlib.sha256(good).hexdigest(), size=len(good), mode=0o640),
+        ExpectedFile(path="/root/bad.txt", sha256=hashlib.sha256(bad).hexdigest(), size=len(bad), mode=0o600),
+        ExpectedFile(path="/root/absent", sha256="0" * 64, size=1, mode=0o644),
+        ExpectedFile(path="/root/good.txt", sha256=hashlib.sha256(good).hexdigest(), size=len(good), mode=0o644),
+    ]
+    assert await pct_runner.verify_files(100, expected) == [
+        FileMismatch("/root/bad.txt", f"size {len(bad) // 2}, expected {len(bad)}"),
+        FileMismatch("/root/absent", "missing"),
+        FileMismatch("/root/good.txt", "mode 640, expected 644"),
+    ]
+    assert await pct_runner.verify_files(100, expected[:1]) == []
+
+
+async def test_output_is_bounded_per_line_and_per_command(pct_runner: PctExecRunner) -> None:
+    # 3 MB in 8 KB lines, then one 5 MB line without a newline: the result keeps the last MiB of lines, each cut.
+    script = "yes \"$(head -c 8000 /dev/zero | tr '\\0' x)\" | head -n 375; head -c 5000000 /dev/zero | tr '\\0' z"
+    result = await pct_runner.exec(100, ["bash", "-c", script], timeout=60)
+    assert result.exit_code == 0
+    assert sum(len(line.text) for line in result.lines) <= KEEP_BYTES + MAX_LINE_BYTES
+    assert result.omitted_lines > 0
+    assert result.omitted_lines + len(result.lines) == 376
+    assert result.omitted_bytes >= 8000 * result.omitted_lines
+    last = result.stdout[-1]
+    assert last.startswith("z" * MAX_LINE_BYTES)
+    assert last.endswith(f"[... {5_000_000 - MAX_LINE_BYTES} more bytes of this line cut]")

@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from infrahaus_proxmox.pct import PctExecRunner, PctNotRunning, SshTarget, SshUnreachable
-from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_pvesim import RunningNode
 from tests.integration.simulator.helpers import create_ct_ok, wait_task
 
 

@@ -1,9 +1,14 @@
 """ProxmoxClient authentication and TLS against the simulator, over real sockets."""
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 
+from infrahaus_domain.errors import AuthenticationFailed
+from infrahaus_domain.settings import AuthServer
+from infrahaus_domain.users.service import verify_proxmox_login
 from infrahaus_proxmox import (
     LxcCreate,
     ProxmoxAuthError,
@@ -15,8 +20,8 @@ from infrahaus_proxmox import (
     TokenAuth,
     fetch_certificate,
 )
-from infrahaus_proxmox.simulator import RunningNode, SimToken, Simulator
-from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE, DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_USER
+from infrahaus_pvesim import RunningNode, SimToken, Simulator, SimulatorConfig
+from infrahaus_pvesim.config import DEMO_OSTEMPLATE, DEMO_PASSWORD, DEMO_TOKEN_ID, DEMO_USER
 from tests.fixtures.proxmox_client import ClientFactory
 
 WRONG_FINGERPRINT = ":".join(["AA"] * 32)
@@ -121,7 +126,7 @@ async def test_revoked_token(pve_client: ClientFactory, simulator: Simulator) ->
     client = pve_client()
     await client.version()
     simulator.config.tokens[DEMO_TOKEN_ID].revoked = True
-    with pytest.raises(ProxmoxAuthError, match="no such token"):
+    with pytest.raises(ProxmoxAuthError, match="Authentication failed!"):
         await client.version()
 
 
@@ -183,3 +188,52 @@ async def test_insecure_policy_is_explicit_opt_out(pve_client: ClientFactory, si
 
 def _minimal_create(vmid: int) -> LxcCreate:
     return LxcCreate(vmid=vmid, ostemplate=DEMO_OSTEMPLATE, rootfs="local-lvm:4", hostname=f"ct-{vmid}")
+
+
+async def test_a_wrong_password_waits_out_proxmoxs_delay_and_is_still_a_wrong_password(tmp_path: Path) -> None:
+    # pveproxy holds every 401 until 3 s after the request began: the login check must not take that for an
+    # unreachable auth server.
+    config = SimulatorConfig(data_dir=tmp_path / "slow-401", auth_failure_delay=3.0)
+    async with Simulator(config) as sim:
+        node = sim.node()
+        server = AuthServer(name="pve", url=node.api_url, fingerprint=node.fingerprint)
+        started = time.monotonic()
+        with pytest.raises(AuthenticationFailed):
+            await verify_proxmox_login(server, "root@pam", "not-the-password")
+        assert time.monotonic() - started >= 3.0
+        assert await verify_proxmox_login(server, "root@pam", "demo") == "root@pam"
+
+
+async def test_a_user_account_enabled_disabled_expired_or_deleted(
+    pve_client: ClientFactory, simulator: Simulator
+) -> None:
+    simulator.config.users["alice@pve"] = "wonderland"
+    simulator.config.tokens["root@pam!accounts"] = SimToken(
+        secret="acc", privsep=True, privileges={"/access/groups": {"Sys.Audit"}}
+    )
+    accounts = pve_client(TokenAuth("root@pam!accounts", "acc"))
+    alice = await accounts.access.user("alice@pve")
+    assert alice is not None
+    assert (alice.enable, alice.expire, alice.active(time.time())) == (True, 0, True)
+
+    simulator.access.set_user_enabled("alice@pve", False)
+    disabled = await accounts.access.user("alice@pve")
+    assert disabled is not None
+    assert not disabled.active(time.time())
+
+    simulator.access.set_user_enabled("alice@pve", True)
+    simulator.config.user_expire["alice@pve"] = int(time.time()) - 1
+    expired = await accounts.access.user("alice@pve")
+    assert expired is not None
+    assert expired.enable
+    assert not expired.active(time.time())
+
+    simulator.access.delete_user("alice@pve")
+    assert await accounts.access.user("alice@pve") is None  # 403 "no such user" through the permission check
+    assert await pve_client(TicketAuth(DEMO_USER, DEMO_PASSWORD)).access.user("alice@pve") is None  # root: 500
+
+    simulator.config.tokens["root@pam!readonly"] = SimToken(secret="ro", privsep=True, privileges={})
+    with pytest.raises(ProxmoxPermissionError, match="Permission check failed"):
+        await pve_client(TokenAuth("root@pam!readonly", "ro")).access.user("root@pam")
+    with pytest.raises(ValueError, match="invalid userid"):
+        await accounts.access.user("../nodes")

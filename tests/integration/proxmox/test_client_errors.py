@@ -8,6 +8,7 @@ import pytest
 
 from infrahaus_proxmox import (
     LxcCreate,
+    LxcNetwork,
     ProxmoxConflict,
     ProxmoxConnectTimeout,
     ProxmoxLocked,
@@ -21,8 +22,8 @@ from infrahaus_proxmox import (
     TlsPolicy,
     fetch_certificate,
 )
-from infrahaus_proxmox.simulator import RunningNode
-from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE
+from infrahaus_pvesim import RunningNode
+from infrahaus_pvesim.config import DEMO_OSTEMPLATE
 from tests.fixtures.proxmox_client import ClientFactory, ContractRecorder
 
 
@@ -143,14 +144,29 @@ async def test_5xx_on_post_is_not_retried(pve_client: ClientFactory, sim_node: R
     assert _calls(sim_node, "POST", "/status/start") == [500, 200]
 
 
-@pytest.mark.parametrize(("status", "kind"), [(596, ProxmoxProxyError), (595, ProxmoxUnreachable)])
-async def test_595_596_are_never_retried(
+@pytest.mark.parametrize(
+    ("status", "kind"), [(596, ProxmoxProxyError), (597, ProxmoxProxyError), (599, ProxmoxProxyError)]
+)
+async def test_proxy_errors_after_sending_are_never_retried(
     pve_client: ClientFactory, sim_node: RunningNode, status: int, kind: type[Exception]
 ) -> None:
     sim_node.faults.fail_http(status, times=1, method="GET", path_contains="/cluster/resources")
     with pytest.raises(kind):
         await pve_client(retries=3).cluster.resources()
     assert _calls(sim_node, "GET", "/cluster/resources") == [status]
+
+
+async def test_595_is_retried_for_any_method_because_nothing_ran(
+    pve_client: ClientFactory, sim_node: RunningNode
+) -> None:
+    await _make_ct(pve_client, 126)
+    sim_node.faults.fail_http(595, times=1, method="POST", path_contains="/status/start")
+    upid = await pve_client(retries=2).lxc.start("pve", 126)
+    assert _calls(sim_node, "POST", "/status/start") == [595, 200]
+    await pve_client().tasks.wait(upid, timeout=10)
+    sim_node.faults.fail_http(595, times=5, method="GET", path_contains="/cluster/resources")
+    with pytest.raises(ProxmoxUnreachable, match="Connection refused"):
+        await pve_client(retries=1).cluster.resources()
 
 
 async def test_failed_task_carries_exit_status_and_log_tail(pve_client: ClientFactory, sim_node: RunningNode) -> None:
@@ -196,10 +212,66 @@ async def test_task_wait_timeout(pve_client: ClientFactory, sim_node: RunningNod
 async def test_locked_container(pve_client: ClientFactory, sim_node: RunningNode) -> None:
     await _make_ct(pve_client, 124)
     sim_node.faults.lock(124, kind="backup")
+    client = pve_client()
+    # A start is accepted; its task fails on the lock (pve-container Status.pm checks it in the worker).
+    upid = await client.lxc.start("pve", 124)
+    with pytest.raises(ProxmoxTaskFailed) as failed:
+        await client.tasks.wait(upid, timeout=10)
+    assert (failed.value.exitstatus, failed.value.locked, failed.value.killed) == ("CT is locked (backup)", True, False)
+    # DELETE checks it in the call.
     with pytest.raises(ProxmoxLocked, match=r"CT is locked \(backup\)") as caught:
-        await pve_client().lxc.start("pve", 124)
+        await client.lxc.delete("pve", 124)
     assert caught.value.status == 500
-    assert _calls(sim_node, "POST", "/status/start") == [500]
+
+
+async def test_unknown_task_is_not_found(pve_client: ClientFactory) -> None:
+    client = pve_client()
+    unknown = "UPID:pve:00001234:00001234:65432100:vzcreate:130:root@pam!infrahaus:"
+    with pytest.raises(ProxmoxNotFound, match="no such task"):
+        await client.tasks.status("pve", unknown)
+    with pytest.raises(ProxmoxNotFound):
+        await client.tasks.wait(unknown, timeout=5)
+
+
+async def test_task_list_finds_the_create_task_of_a_vmid(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    await _make_ct(pve_client, 127)
+    client = pve_client()
+    sim_node.tasks.duration = 1.0
+    await client.lxc.start("pve", 127)
+    [create] = await client.tasks.list("pve", vmid=127, typefilter="vzcreate")
+    assert (create.type, create.id, create.succeeded, create.authid) == ("vzcreate", "127", True, "root@pam!infrahaus")
+    [start] = await client.tasks.list("pve", vmid=127, typefilter="vzstart", source="active")
+    assert start.running
+    assert not start.succeeded
+    assert await client.tasks.list("pve", vmid=127, typefilter="vzstart", source="archive") == []
+
+
+async def test_create_problems_answered_with_a_500_name_their_parameter(pve_client: ClientFactory) -> None:
+    client = pve_client()
+    unknown = LxcCreate(vmid=128, ostemplate=DEMO_OSTEMPLATE, rootfs="fast-ssd:4")
+    with pytest.raises(ProxmoxValidationError) as storage:
+        await client.lxc.create("pve", unknown)
+    assert (storage.value.status, storage.value.errors) == (500, {"storage": "storage 'fast-ssd' does not exist"})
+    keys = LxcCreate(vmid=128, ostemplate=DEMO_OSTEMPLATE, rootfs="local-lvm:4", ssh_public_keys="ssh-rsa garbage")
+    with pytest.raises(ProxmoxValidationError) as key:
+        await client.lxc.create("pve", keys)
+    assert key.value.errors == {"ssh-public-keys": "SSH public key validation error"}
+
+
+async def test_interfaces_of_a_stopped_container_are_none(pve_client: ClientFactory, sim_node: RunningNode) -> None:
+    client = pve_client()
+    net = LxcNetwork(name="eth0", bridge="vmbr0", ip="dhcp")
+    create = LxcCreate(vmid=129, ostemplate=DEMO_OSTEMPLATE, rootfs="local-lvm:4", networks=[net])
+    await client.tasks.wait(await client.lxc.create("pve", create), timeout=10)
+    assert await client.lxc.interfaces("pve", 129) is None
+    assert await client.lxc.interfaces("pve", 999) is None
+    await client.tasks.wait(await client.lxc.start("pve", 129), timeout=10)
+    interfaces = await client.lxc.interfaces("pve", 129)
+    assert interfaces is not None
+    eth0 = next(i for i in interfaces if i.name == "eth0")
+    assert [a.ip_address_type for a in eth0.addresses] == ["inet", "inet6"]
+    assert eth0.inet is not None
+    assert eth0.addresses[0].ip_address == eth0.inet.split("/")[0]
 
 
 async def test_conflict_and_not_found(pve_client: ClientFactory) -> None:

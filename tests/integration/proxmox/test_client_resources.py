@@ -4,10 +4,17 @@ from typing import Any, cast
 
 import pytest
 
-from infrahaus_proxmox import LxcCreate, LxcFeatures, LxcNetwork, ProxmoxNotFound, ProxmoxValidationError
-from infrahaus_proxmox.simulator import RunningNode
-from infrahaus_proxmox.simulator.config import DEMO_OSTEMPLATE, DEMO_TEMPLATES
-from infrahaus_proxmox.simulator.state import SimGuest
+from infrahaus_proxmox import (
+    LxcCreate,
+    LxcFeatures,
+    LxcNetwork,
+    ProxmoxError,
+    ProxmoxNotFound,
+    ProxmoxValidationError,
+)
+from infrahaus_pvesim import RunningNode
+from infrahaus_pvesim.config import DEMO_OSTEMPLATE, DEMO_TEMPLATES
+from infrahaus_pvesim.state import SimGuest
 from tests.fixtures.proxmox_client import ClientFactory, ContractRecorder
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@infrahaus"
@@ -92,7 +99,8 @@ async def test_lxc_lifecycle(
     assert (config.hostname, config.cores, config.memory, config.swap) == ("web-1", 2, 1024, 256)
     assert config.onboot
     assert config.unprivileged
-    assert config.tags == ["web", "prod"]
+    # Proxmox lower-cases, de-duplicates and sorts tags.
+    assert config.tags == ["prod", "web"]
     assert config.features.nesting
     assert config.rootfs is not None
     assert (config.rootfs.storage, config.rootfs.size) == ("local-lvm", "8G")
@@ -100,6 +108,17 @@ async def test_lxc_lifecycle(
     assert (net0.name, net0.bridge, net0.ip, net0.firewall) == ("eth0", "vmbr0", "dhcp", True)
     assert net0.hwaddr
     assert config.digest
+
+    # Options change in the call; a stale digest is refused (the config changed since it was read).
+    await client.lxc.update_config(
+        "pve", vmid, {"tags": "infrahaus;ih-0123456789ab;web", "description": "first\nsecond"}, digest=config.digest
+    )
+    updated = await client.lxc.config("pve", vmid, current=True)
+    assert updated.tags == ["ih-0123456789ab", "infrahaus", "web"]
+    assert updated.description == "first\nsecond\n"
+    with pytest.raises(ProxmoxError):
+        await client.lxc.update_config("pve", vmid, {"description": "late"}, digest=config.digest)
+    assert (await client.lxc.config("pve", vmid)).description == "first\nsecond\n"
 
     listed = {ct.vmid: ct for ct in await client.lxc.list("pve")}
     assert listed[vmid].status == "stopped"
@@ -109,7 +128,7 @@ async def test_lxc_lifecycle(
     status = await client.lxc.status("pve", vmid)
     assert status.running
     assert status.maxmem == 1024 * 1024**2
-    interfaces = {i.name: i for i in await client.lxc.interfaces("pve", vmid)}
+    interfaces = {i.name: i for i in await client.lxc.interfaces("pve", vmid) or []}
     assert interfaces["eth0"].hwaddr.upper() == (net0.hwaddr or "").upper()
     assert interfaces["eth0"].inet
 
@@ -164,3 +183,26 @@ async def test_lists_survive_odd_values(pve_client: ClientFactory, sim_node: Run
     assert node.maxcpu == 16
     resources = {r.id: r for r in await client.cluster.resources(type="vm")}
     assert resources["lxc/300"].status == "paused"
+
+
+async def test_pending_changes_and_current_config(pve_client: ClientFactory) -> None:
+    client = pve_client()
+    net = LxcNetwork(name="eth0", bridge="vmbr0", ip="dhcp")
+    create = LxcCreate(vmid=140, ostemplate=DEMO_OSTEMPLATE, rootfs="local-lvm:4", networks=[net], nameserver="1.1.1.1")
+    await client.tasks.wait(await client.lxc.create("pve", create), timeout=10)
+    await client.tasks.wait(await client.lxc.start("pve", 140), timeout=10)
+    # A running container keeps a nameserver change pending until its next start (pve-container update_pct_config).
+    await client.request("PUT", "/nodes/pve/lxc/140/config", {"nameserver": "9.9.9.9"})
+    pending = {entry.key: entry for entry in await client.lxc.pending("pve", 140)}
+    assert pending["nameserver"].waiting
+    assert (pending["nameserver"].value, pending["nameserver"].pending) == ("1.1.1.1", "9.9.9.9")
+    assert not pending["hostname"].waiting
+    assert (await client.lxc.config("pve", 140)).raw["nameserver"] == "9.9.9.9"
+    assert (await client.lxc.config("pve", 140, current=True)).raw["nameserver"] == "1.1.1.1"
+
+
+async def test_permissions_of_a_named_token(pve_client: ClientFactory) -> None:
+    client = pve_client()
+    asked = await client.access.permissions("/vms/100", userid="infrahaus@pve!provisioner")
+    assert asked["/vms/100"]["VM.Allocate"] is True
+    assert "Sys.Modify" not in asked["/vms/100"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from infrahaus_proxmox.simulator import sandbox
+from infrahaus_pvesim import sandbox
 from tests.fixtures.pct import run_in
 
 

@@ -2,7 +2,7 @@
 
 import httpx
 
-from infrahaus_proxmox.simulator import RunningNode, Simulator
+from infrahaus_pvesim import RunningNode, Simulator
 
 
 async def test_version(sim_http: httpx.AsyncClient) -> None:
@@ -27,7 +27,8 @@ async def test_nodes_and_node_status(sim_http: httpx.AsyncClient, sim_node: Runn
     status = (await sim_http.get("/nodes/pve/status")).json()["data"]
     assert status["pveversion"].startswith("pve-manager/8.")
     assert status["kversion"].startswith("Linux ")
-    assert status["memory"]["total"] == status["memory"]["used"] + status["memory"]["free"]
+    assert status["memory"]["total"] == status["memory"]["used"] + status["memory"]["available"]
+    assert 0 < status["memory"]["free"] < status["memory"]["available"]
     assert status["rootfs"]["total"] > status["rootfs"]["used"] > 0
     assert status["uptime"] >= 0
 
@@ -70,7 +71,7 @@ async def test_network_with_type_filter(sim_http: httpx.AsyncClient) -> None:
 
 
 async def test_cluster_resources_lists_lxc_and_qemu(simulator: Simulator, sim_http: httpx.AsyncClient) -> None:
-    from infrahaus_proxmox.simulator.simulator import populate_node
+    from infrahaus_pvesim.simulator import populate_node
 
     populate_node(simulator.node().state, simulator.config.templates, guests=8)
     everything = (await sim_http.get("/cluster/resources")).json()["data"]
@@ -86,7 +87,7 @@ async def test_cluster_resources_lists_lxc_and_qemu(simulator: Simulator, sim_ht
 
 
 async def test_nextid(sim_http: httpx.AsyncClient, simulator: Simulator) -> None:
-    from infrahaus_proxmox.simulator.simulator import populate_node
+    from infrahaus_pvesim.simulator import populate_node
 
     assert (await sim_http.get("/cluster/nextid")).json() == {"data": "100"}
     populate_node(simulator.node().state, simulator.config.templates, guests=3)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import httpx
 
-from infrahaus_proxmox.simulator import SimNodeConfig, Simulator, SimulatorConfig
+from infrahaus_pvesim import SimNodeConfig, Simulator, SimulatorConfig
 from tests.fixtures.simulator import pinned_context
 
 TOKEN = {"Authorization": "PVEAPIToken=root@pam!infrahaus=demo-token-secret"}
@@ -13,6 +13,7 @@ TOKEN = {"Authorization": "PVEAPIToken=root@pam!infrahaus=demo-token-secret"}
 
 async def test_three_nodes_with_their_own_latency_and_guests(tmp_path: Path) -> None:
     config = SimulatorConfig(
+        auth_failure_delay=0.0,
         data_dir=tmp_path,
         nodes=[
             SimNodeConfig(name="pve1", guests=100, latency=0.0),

@@ -5,9 +5,9 @@ import time
 
 import httpx
 
-from infrahaus_proxmox.simulator import RunningNode
 from infrahaus_proxmox.upid import parse_upid
-from tests.integration.simulator.helpers import DEBIAN, create_ct, create_ct_ok, wait_task
+from infrahaus_pvesim import RunningNode
+from tests.integration.simulator.helpers import DEBIAN, create_ct, create_ct_ok, create_running, wait_task
 
 
 async def test_create_runs_a_task_with_a_real_upid_and_log(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
@@ -60,8 +60,10 @@ async def test_config_after_create_looks_like_pve(sim_http: httpx.AsyncClient, s
 
 async def test_start_interfaces_shutdown_stop_reboot(sim_http: httpx.AsyncClient) -> None:
     await create_ct_ok(sim_http, 102)
-    stopped = await sim_http.get("/nodes/pve/lxc/102/interfaces")
-    assert (stopped.status_code, stopped.reason_phrase) == (500, "CT 102 not running")
+    # No container process, no interfaces: 200 with null (also for a VMID that does not exist).
+    for vmid in (102, 999):
+        stopped = await sim_http.get(f"/nodes/pve/lxc/{vmid}/interfaces")
+        assert (stopped.status_code, stopped.json()) == (200, {"data": None})
     start = await sim_http.post("/nodes/pve/lxc/102/status/start")
     assert parse_upid(start.json()["data"]).type == "vzstart"
     assert (await wait_task(sim_http, start.json()["data"]))["exitstatus"] == "OK"
@@ -78,6 +80,9 @@ async def test_start_interfaces_shutdown_stop_reboot(sim_http: httpx.AsyncClient
     assert eth0["inet6"].startswith("fe80::")
     assert eth0["inet6"].endswith("/64")
     assert eth0["hwaddr"].startswith("bc:24:11:")
+    assert eth0["hardware-address"] == eth0["hwaddr"]
+    assert [(a["ip-address-type"], a["prefix"]) for a in eth0["ip-addresses"]] == [("inet", 24), ("inet6", 64)]
+    assert eth0["ip-addresses"][0]["ip-address"] == eth0["inet"].split("/")[0]
     reboot = await sim_http.post("/nodes/pve/lxc/102/status/reboot")
     assert (await wait_task(sim_http, reboot.json()["data"]))["exitstatus"] == "OK"
     shutdown = await sim_http.post("/nodes/pve/lxc/102/status/shutdown", data={"timeout": "30", "forceStop": "1"})
@@ -94,18 +99,22 @@ async def test_start_interfaces_shutdown_stop_reboot(sim_http: httpx.AsyncClient
     assert (await sim_http.get("/nodes/pve/lxc/102/status/current")).json()["data"]["status"] == "stopped"
 
 
-async def test_create_with_start_runs_the_container(sim_http: httpx.AsyncClient) -> None:
+async def test_create_with_start_forks_a_separate_start_task(sim_http: httpx.AsyncClient) -> None:
     await create_ct_ok(sim_http, 103, start="1")
+    # The create task ends when it has forked the start; the start is a vzstart task of its own.
+    started = await sim_http.get("/nodes/pve/tasks", params={"vmid": "103", "typefilter": "vzstart", "source": "all"})
+    [start] = started.json()["data"]
+    assert (await wait_task(sim_http, start["upid"]))["exitstatus"] == "OK"
     assert (await sim_http.get("/nodes/pve/lxc/103/status/current")).json()["data"]["status"] == "running"
 
 
 async def test_delete_refuses_running_then_destroys(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
-    await create_ct_ok(sim_http, 104, start="1")
+    await create_running(sim_http, 104)
     rootfs = sim_node.state.guests[104].rootfs
     assert rootfs is not None
     assert rootfs.exists()
     refused = await sim_http.delete("/nodes/pve/lxc/104")
-    assert (refused.status_code, refused.reason_phrase) == (500, "CT 104 is running - destroy failed")
+    assert (refused.status_code, refused.reason_phrase) == (500, "unable to destroy CT 104 - container is running")
     delete = await sim_http.delete(
         "/nodes/pve/lxc/104", params={"purge": "1", "destroy-unreferenced-disks": "1", "force": "1"}
     )
@@ -132,40 +141,66 @@ async def test_create_existing_vmid_is_500(sim_http: httpx.AsyncClient) -> None:
 async def test_missing_template_fails_the_task_and_removes_the_ct(sim_http: httpx.AsyncClient) -> None:
     upid = await create_ct(sim_http, 106, ostemplate="local:vztmpl/nothing-here.tar.zst")
     status = await wait_task(sim_http, upid)
-    assert status["exitstatus"] == "unable to create CT 106 - volume 'local:vztmpl/nothing-here.tar.zst' does not exist"
+    # The call does not look for the file; the task finds it missing after allocating the disk, then frees it.
+    assert status["exitstatus"] == "unable to create CT 106 - can't find file 'local:vztmpl/nothing-here.tar.zst'"
+    assert (await sim_http.get("/nodes/pve/storage/local-lvm/content")).json()["data"] == []
     log = [e["t"] for e in (await sim_http.get(f"/nodes/pve/tasks/{upid}/log")).json()["data"]]
     assert log[-1] == f"TASK ERROR: {status['exitstatus']}"
     missing = await sim_http.get("/nodes/pve/lxc/106/config")
     assert missing.status_code == 500
 
 
-async def test_rootfs_storage_must_hold_containers(sim_http: httpx.AsyncClient) -> None:
-    upid = await create_ct(sim_http, 107, rootfs="local:8")
-    status = await wait_task(sim_http, upid)
-    assert status["exitstatus"] == "unable to create CT 107 - storage 'local' does not support container directories"
+async def test_storage_problems_are_answered_in_the_call(sim_http: httpx.AsyncClient) -> None:
+    base = {"vmid": "107", "ostemplate": DEBIAN}
+    no_rootdir = await sim_http.post("/nodes/pve/lxc", data=base | {"rootfs": "local:8"})
+    assert (no_rootdir.status_code, no_rootdir.reason_phrase) == (400, "Parameter verification failed.")
+    assert no_rootdir.json()["errors"] == {"storage": "storage 'local' does not support container directories"}
+    # An unknown storage is a plain 500, for the template's storage and for the target's.
     unknown = await sim_http.post("/nodes/pve/lxc", data={"vmid": "108", "ostemplate": "nas:vztmpl/x.tar.zst"})
     assert (unknown.status_code, unknown.reason_phrase) == (500, "storage 'nas' does not exist")
+    target = await sim_http.post("/nodes/pve/lxc", data=base | {"rootfs": "fast-ssd:8"})
+    assert (target.status_code, target.reason_phrase) == (500, "storage 'fast-ssd' does not exist")
+    default = await sim_http.post("/nodes/pve/lxc", data=base)
+    assert default.json()["errors"] == {"storage": "storage 'local' does not support container directories"}
+    iso = await sim_http.post("/nodes/pve/lxc", data=base | {"ostemplate": "local:iso/x.iso", "rootfs": "local-lvm:8"})
+    assert iso.reason_phrase == "unable to use volume local:iso/x.iso - content type needs to be 'vztmpl'"
+    keys = await sim_http.post(
+        "/nodes/pve/lxc", data=base | {"rootfs": "local-lvm:8", "ssh-public-keys": "ssh-ed25519 not-a-key"}
+    )
+    assert (keys.status_code, keys.reason_phrase) == (500, "SSH public key validation error")
+    assert (await sim_http.get("/nodes/pve/lxc")).json()["data"] == []
 
 
-async def test_lock_contention_while_creating(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
+async def test_while_creating_the_config_holds_only_the_lock(
+    sim_http: httpx.AsyncClient, sim_node: RunningNode
+) -> None:
     sim_node.tasks.duration = 0.5
-    upid = await create_ct(sim_http, 109)
-    for method, path in [
-        ("POST", "/nodes/pve/lxc/109/status/start"),
-        ("DELETE", "/nodes/pve/lxc/109"),
-        ("PUT", "/nodes/pve/lxc/109/config"),
-    ]:
-        response = await sim_http.request(method, path, data={"memory": "1024"} if method == "PUT" else None)
-        assert (response.status_code, response.reason_phrase) == (500, "CT is locked (create)"), path
+    upid = await create_ct(sim_http, 109, tags="infrahaus")
+    config = (await sim_http.get("/nodes/pve/lxc/109/config")).json()["data"]
+    assert set(config) == {"lock", "digest"}
+    assert config["lock"] == "create"
+    # DELETE checks the lock in the call. PUT first waits for the file lock, which the create task holds for as
+    # long as it runs, and gives up after the lock timeout.
+    delete = await sim_http.delete("/nodes/pve/lxc/109")
+    assert (delete.status_code, delete.reason_phrase) == (500, "CT is locked (create)")
+    sim_node.tasks.lock_timeout = 0.1
+    put = await sim_http.put("/nodes/pve/lxc/109/config", data={"memory": "1024"})
+    assert (put.status_code, put.reason_phrase) == (
+        500,
+        "can't lock file '/run/lock/lxc/pve-config-109.lock' - got timeout",
+    )
+    sim_node.tasks.lock_timeout = 10.0
     listed = (await sim_http.get("/nodes/pve/lxc")).json()["data"]
-    assert listed[0]["lock"] == "create"
-    assert (await wait_task(sim_http, upid))["exitstatus"] == "OK"
+    assert (listed[0]["lock"], listed[0]["name"]) == ("create", "CT109")
     start = await sim_http.post("/nodes/pve/lxc/109/status/start")
     assert start.status_code == 200
+    assert (await wait_task(sim_http, upid))["exitstatus"] == "OK"
+    assert (await wait_task(sim_http, start.json()["data"]))["exitstatus"] == "OK"
+    assert (await sim_http.get("/nodes/pve/lxc/109/config")).json()["data"]["tags"] == "infrahaus"
 
 
 async def test_operations_on_one_guest_are_serialised(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
-    await create_ct_ok(sim_http, 110, start="1")
+    await create_running(sim_http, 110)
     sim_node.tasks.duration = 0.3
     started = time.monotonic()
     first = (await sim_http.post("/nodes/pve/lxc/110/status/reboot")).json()["data"]
@@ -196,7 +231,7 @@ async def test_config_update_and_digest(sim_http: httpx.AsyncClient) -> None:
 
 
 async def test_missing_guest_and_qemu_guest_under_lxc(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
-    from infrahaus_proxmox.simulator.simulator import populate_node
+    from infrahaus_pvesim.simulator import populate_node
 
     populate_node(sim_node.state, ("local:vztmpl/a.tar.zst",), guests=4)  # vmid 103 is a QEMU VM
     for path in ["/nodes/pve/lxc/103/status/current", "/nodes/pve/lxc/999/config"]:
@@ -212,9 +247,17 @@ async def test_missing_guest_and_qemu_guest_under_lxc(sim_http: httpx.AsyncClien
 
 async def test_unknown_task_and_garbage_upid(sim_http: httpx.AsyncClient) -> None:
     garbage = await sim_http.get("/nodes/pve/tasks/not-a-upid/status")
-    assert (garbage.status_code, garbage.reason_phrase) == (500, "unable to parse worker upid 'not-a-upid'")
-    unknown = await sim_http.get("/nodes/pve/tasks/UPID:pve:00001234:00001234:65432100:vzstart:100:root@pam:/status")
-    assert (unknown.status_code, unknown.reason_phrase) == (500, "no such task")
+    assert (garbage.status_code, garbage.reason_phrase) == (400, "Parameter verification failed.")
+    assert garbage.json()["errors"] == {"upid": "unable to parse worker upid"}
+    unknown_upid = "UPID:pve:00001234:00001234:65432100:vzstart:100:root@pam:"
+    unknown = await sim_http.get(f"/nodes/pve/tasks/{unknown_upid}/status")
+    assert (unknown.status_code, unknown.json()["errors"]) == (400, {"upid": "no such task"})
+    # The log of a well-formed unknown UPID is no error at all.
+    log = await sim_http.get(f"/nodes/pve/tasks/{unknown_upid}/log")
+    assert (log.status_code, log.json()) == (
+        200,
+        {"data": [{"n": 1, "t": "unable to open file - No such file or directory"}], "total": 1},
+    )
 
 
 async def test_a_create_using_many_schema_options_is_accepted(
@@ -263,12 +306,34 @@ async def test_a_create_using_many_schema_options_is_accepted(
     assert (await sim_http.get("/nodes/pve/storage/local-lvm/content")).json()["data"] == []
 
 
-async def test_task_list_filters(sim_http: httpx.AsyncClient) -> None:
+async def test_task_list_filters(sim_http: httpx.AsyncClient, sim_node: RunningNode) -> None:
     await create_ct_ok(sim_http, 131)
-    await create_ct_ok(sim_http, 132, start="1")
-    every = (await sim_http.get("/nodes/pve/tasks")).json()["data"]
-    assert len(every) == 2
-    assert all(t["status"] == "OK" for t in every)
+    await create_ct_ok(sim_http, 132)
+    sim_node.faults.fail_next_task("something broke", vmid=131)
+    failed = await sim_http.post("/nodes/pve/lxc/131/status/start")
+    await wait_task(sim_http, failed.json()["data"])
+    sim_node.tasks.duration = 1.0
+    running = (await sim_http.post("/nodes/pve/lxc/132/status/start")).json()["data"]
+    # By default only finished tasks (the archive), newest first, with `total`.
+    archive = (await sim_http.get("/nodes/pve/tasks")).json()
+    assert [(t["type"], t["id"], t["status"]) for t in archive["data"]] == [
+        ("vzstart", "131", "something broke"),
+        ("vzcreate", "132", "OK"),
+        ("vzcreate", "131", "OK"),
+    ]
+    assert archive["total"] == 3
+    every = (await sim_http.get("/nodes/pve/tasks", params={"source": "all"})).json()["data"]
+    assert (every[0]["upid"], every[0]["status"]) == (running, "RUNNING")
+    active = (await sim_http.get("/nodes/pve/tasks", params={"source": "active"})).json()["data"]
+    assert [t["upid"] for t in active] == [running]
     only = (await sim_http.get("/nodes/pve/tasks", params={"vmid": "132"})).json()["data"]
     assert [t["id"] for t in only] == ["132"]
-    assert (await sim_http.get("/nodes/pve/tasks", params={"typefilter": "vzstart"})).json()["data"] == []
+    errors = (await sim_http.get("/nodes/pve/tasks", params={"errors": "1"})).json()["data"]
+    assert [t["status"] for t in errors] == ["something broke"]
+    ok = (await sim_http.get("/nodes/pve/tasks", params={"statusfilter": "ok"})).json()["data"]
+    assert {t["type"] for t in ok} == {"vzcreate"}
+    page = (await sim_http.get("/nodes/pve/tasks", params={"start": "1", "limit": "1"})).json()
+    assert ([t["id"] for t in page["data"]], page["total"]) == (["132"], 3)
+    none = (await sim_http.get("/nodes/pve/tasks", params={"limit": "0"})).json()
+    assert (none["data"], none["total"]) == ([], 3)
+    assert (await sim_http.get("/nodes/pve/tasks", params={"typefilter": "vzstop"})).json()["data"] == []

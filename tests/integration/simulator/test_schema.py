@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infrahaus_proxmox.simulator import validate_request
-from infrahaus_proxmox.simulator.schema import UnknownPathError, match_path
+from infrahaus_pvesim import validate_request
+from infrahaus_pvesim.schema import UnknownPathError, match_path
 
 REFERENCE = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference"
 
@@ -18,7 +18,7 @@ def _errors(method: str, path: str, params: dict[str, str]) -> dict[str, str]:
 
 
 def test_vendored_schema_equals_the_reference() -> None:
-    package = resources.files("infrahaus_proxmox.simulator")
+    package = resources.files("infrahaus_pvesim")
     vendored = gzip.decompress(package.joinpath("pve-openapi.json.gz").read_bytes())
     assert vendored == (REFERENCE / "pve-openapi.json").read_bytes()
     assert package.joinpath("pve-openapi.LICENSE").read_text() == (REFERENCE / "pve-openapi.LICENSE").read_text()
@@ -69,13 +69,14 @@ def test_a_full_create_request_is_valid() -> None:
         ({"unprivileged": "true"}, "unprivileged", "type check ('boolean') failed - got 'true'"),
         ({"arch": "sparc"}, "arch", "value 'sparc' does not have a value in the enumeration 'amd64, i386"),
         ({"description": "x" * 9000}, "description", "value may only be 8192 characters long"),
-        ({"hostname": "bad_host!"}, "hostname", "value does not look like a valid DNS name"),
+        ({"hostname": "bad_host!"}, "hostname", "invalid format - value does not look like a valid DNS name"),
+        ({"tags": "a:b"}, "tags", "invalid format - invalid characters in tag"),
         ({"net0": "bridge=vmbr0"}, "net0", "invalid format - name: property is missing"),
         ({"net0": "name=eth0,speed=10"}, "net0", "invalid format - speed: property is not defined"),
         (
             {"net0": "name=eth0,ip=10.0.0.5"},
             "net0",
-            "invalid format - ip: value does not look like a valid IPv4 config",
+            "invalid format - ip: invalid format - value does not look like a valid IPv4 config",
         ),
         ({"net0": "name=eth0,trunks=a;b"}, "net0", "invalid format - trunks: value does not match the regex pattern"),
         ({"features": "nesting=yes"}, "features", "invalid format - nesting: type check ('boolean') failed"),
@@ -95,7 +96,9 @@ def test_required_and_path_parameters_are_checked() -> None:
         "vmid": "property is missing and it is not optional",
     }
     assert _errors("GET", "/nodes/pve/lxc/abc/config", {}) == {"vmid": "type check ('integer') failed - got 'abc'"}
-    assert _errors("GET", "/nodes/bad_node!/status", {}) == {"node": "value does not look like a valid node name"}
+    assert _errors("GET", "/nodes/bad_node!/status", {}) == {
+        "node": "invalid format - value does not look like a valid node name"
+    }
 
 
 def test_string_bounds_and_perl_patterns_from_the_file_apply() -> None:

@@ -158,3 +158,18 @@ def test_cli_discover(
     assert main(["templates", "discover", "--dir", str(templates_root / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().out
     assert count_filesystem_templates(db_url) == 2
+
+
+async def test_a_template_linking_to_a_server_file_is_reported_and_never_read(
+    user_client: UserClient, templates_root: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "server-only.key"
+    secret.write_text("server-secret-that-no-user-may-read\n")
+    (templates_root / "web-hello/container-configs/scripts/99-steal.sh").symlink_to(secret)
+    report = await discover(user_client)
+    assert report["created"] == ["app-stack"]
+    [error] = report["errors"]
+    assert error["template"] == "web-hello"
+    assert "symbolic link" in error["error"]
+    everything = json.dumps(await by_name(user_client)) + json.dumps(report)
+    assert "server-secret-that-no-user-may-read" not in everything

@@ -97,15 +97,48 @@ async def test_crud(user_client: UserClient) -> None:
     assert_problem(await http.delete(f"/api/templates/{created['id']}"), 404, "not_found")
 
 
-async def test_put_keeping_child_names_succeeds(user_client: UserClient) -> None:
-    # Same script/file/package keys before and after: old rows must go before new ones arrive.
+async def test_put_keeps_the_ids_and_positions_of_unchanged_children(user_client: UserClient) -> None:
     created = await create(user_client)
     response = await user_client.http.put(f"/api/templates/{created['id']}", json=body(description="again"))
     assert response.status_code == 200, response.text
     after = response.json()
     assert after["description"] == "again"
-    assert [s["name"] for s in after["scripts"]] == ["00-first", "10-second"]
-    assert {s["id"] for s in after["scripts"]}.isdisjoint({s["id"] for s in created["scripts"]})
+    for kind in ("scripts", "files", "packages"):
+        assert after[kind] == created[kind], kind
+
+
+async def test_put_changes_only_what_changed_and_saved_script_choices_stay_valid(
+    user_client: UserClient, registered_node: dict[str, Any]
+) -> None:
+    created = await create(user_client)
+    first, second = created["scripts"]
+    scripts = [
+        {"name": "00-first", "content": "echo 1", "position": 0, "description": "first"},
+        {"name": "10-second", "content": "echo two", "position": 10},
+        {"name": "20-third", "content": "echo 3", "position": 20},
+    ]
+    packages = [{"name": "flask", "manager": "pip", "version": "==3.0.0", "bucket": "py"}]
+    response = await user_client.http.put(
+        f"/api/templates/{created['id']}", json=body(scripts=scripts, packages=packages)
+    )
+    assert response.status_code == 200, response.text
+    after = response.json()
+    assert after["scripts"][0] == first
+    assert after["scripts"][1] == {**second, "content": "echo two"}
+    assert after["scripts"][2]["id"] not in {first["id"], second["id"]}
+    assert after["files"] == created["files"]
+    assert after["packages"] == [created["packages"][1]]
+
+    # A client's saved choices (script ids from before the edit) still name the template's scripts.
+    choice = {"scripts": [{"id": second["id"], "enabled": True}, {"id": first["id"], "enabled": False}]}
+    preflight = await user_client.http.post(
+        "/api/containers/preflight", json={"hostname": "kept", "template_id": created["id"], **choice}
+    )
+    assert preflight.status_code == 200, preflight.text
+    accepted = await user_client.http.post(
+        "/api/containers", json={"hostname": "kept", "template_id": created["id"], **choice}
+    )
+    assert accepted.status_code == 202, accepted.text
 
 
 async def test_failed_put_leaves_the_template_intact(user_client: UserClient) -> None:
@@ -120,7 +153,9 @@ async def test_failed_put_leaves_the_template_intact(user_client: UserClient) ->
     )
     response = await user_client.http.put(f"/api/templates/{created['id']}", json=broken)
     problem = assert_problem(response, 422, "validation_failed")
-    assert problem["errors"] == [{"field": "scripts", "message": "script names must be unique within a template"}]
+    assert problem["errors"] == [
+        {"field": "scripts", "message": "Script names must be unique within a template.", "code": "invalid"}
+    ]
 
     after = (await user_client.http.get(f"/api/templates/{created['id']}")).json()
     assert after == created

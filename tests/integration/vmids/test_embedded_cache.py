@@ -13,17 +13,23 @@ from infrahaus_domain.db import create_engine
 from infrahaus_domain.errors import NotFoundError
 from infrahaus_domain.models.nodes import Node
 from infrahaus_domain.models.users import User
+from infrahaus_domain.nodes.connection import NodeAccess
+from infrahaus_domain.outbound import OutboundPolicy
 from infrahaus_domain.ports.memory import MemoryCache
 from infrahaus_domain.vmids.service import VmidService
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimulatorConfig
-from infrahaus_proxmox.simulator.config import DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
+from infrahaus_pvesim import RunningNode, SimNodeConfig, SimulatorConfig
+from infrahaus_pvesim.config import DEMO_TOKEN_ID, DEMO_TOKEN_SECRET
 
 BOX = SecretBox([generate_key("embedded")])
+# The simulator listens on loopback.
+ACCESS = NodeAccess(BOX, OutboundPolicy(loopback=True))
 
 
 @pytest.fixture
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
-    return SimulatorConfig(data_dir=tmp_path / "pvesim", nodes=[SimNodeConfig(name="pve", guests=4)])
+    return SimulatorConfig(
+        auth_failure_delay=0.0, data_dir=tmp_path / "pvesim", nodes=[SimNodeConfig(name="pve", guests=4)]
+    )
 
 
 @pytest.fixture
@@ -59,7 +65,7 @@ async def test_cache_fill_hit_invalidate_and_expiry(
 ) -> None:
     cache = MemoryCache()
     async with sessions() as session:
-        vmids = VmidService(session, cache=cache, box=BOX)
+        vmids = VmidService(session, cache=cache, access=ACCESS)
         assert (await vmids.taken(node)).taken == [100, 101, 102, 103]
         fetches = len(sim_node.requests)
         owned = await vmids.check_owned(node.user_id, node.id, 102)

@@ -13,13 +13,18 @@ from infrahaus_domain import migrations
 from infrahaus_domain.crypto import SecretBox, generate_key
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.errors import ValidationFailed
+from infrahaus_domain.models.containers import Container
 from infrahaus_domain.models.nodes import Node, VmidReservation
 from infrahaus_domain.models.users import User
+from infrahaus_domain.nodes.connection import NodeAccess
+from infrahaus_domain.outbound import OutboundPolicy
 from infrahaus_domain.ports.memory import MemoryCache
 from infrahaus_domain.vmids.errors import VmidTakenError
 from infrahaus_domain.vmids.service import VmidService
 
 BOX = SecretBox([generate_key("test")])
+# The simulator listens on loopback.
+ACCESS = NodeAccess(BOX, OutboundPolicy(loopback=True))
 CONTENDERS = 6
 ROUNDS = 20
 
@@ -57,7 +62,7 @@ async def node(sessions: async_sessionmaker[AsyncSession]) -> Node:
 
 
 def service(session: AsyncSession) -> VmidService:
-    return VmidService(session, cache=MemoryCache(), box=BOX)
+    return VmidService(session, cache=MemoryCache(), access=ACCESS)
 
 
 async def _claim(sessions: async_sessionmaker[AsyncSession], node: Node, vmid: int) -> bool:
@@ -110,3 +115,24 @@ async def test_reserving_out_of_range_vmid_is_a_validation_error(
         with pytest.raises(ValidationFailed) as caught:
             await service(session).reserve(node, vmid)
     assert caught.value.errors[0].field == "vmid"
+
+
+async def test_a_reservation_reads_taken_once_its_guest_exists(
+    sessions: async_sessionmaker[AsyncSession], node: Node
+) -> None:
+    async with sessions() as session:
+        container = Container(user_id=node.user_id, node_id=node.id, vmid=4300, hostname="ct", request={})
+        session.add(container)
+        await session.flush()
+        await service(session).reserve(node, 4300, container.id)
+        await session.commit()
+    nothing_on_proxmox: set[int] = set()  # a node answer (or cache) from before the guest was created
+    async with sessions() as session:
+        before = await service(session).check(node, 4300, taken=nothing_on_proxmox)
+        assert (before.available, before.reason) == (False, "reserved")
+        stored = await session.get_one(Container, container.id)
+        stored.pve_created_by_operation = uuid.uuid4()  # the create task of an operation succeeded
+        await session.commit()
+    async with sessions() as session:
+        after = await service(session).check(node, 4300, taken=nothing_on_proxmox)
+        assert (after.available, after.reason) == (False, "taken")

@@ -10,9 +10,8 @@ from litestar import Litestar
 
 from infrahaus_api.resources import AppResources
 from infrahaus_domain.models.nodes import Node
-from infrahaus_domain.vmids.service import VmidService
-from infrahaus_proxmox.simulator import RunningNode, SimNodeConfig, SimulatorConfig
-from infrahaus_proxmox.simulator.state import SimGuest
+from infrahaus_pvesim import RunningNode, SimNodeConfig, SimulatorConfig
+from infrahaus_pvesim.state import SimGuest
 from tests.fixtures.api import UserClient, assert_problem
 
 GUESTS = 8  # vmids 100..107; every fourth (103, 107) is a QEMU VM
@@ -21,7 +20,10 @@ GUESTS = 8  # vmids 100..107; every fourth (103, 107) is a QEMU VM
 @pytest.fixture
 def simulator_config(tmp_path: Path) -> SimulatorConfig:
     return SimulatorConfig(
-        data_dir=tmp_path / "pvesim", nodes=[SimNodeConfig(name="pve", guests=GUESTS)], task_duration=0.02
+        auth_failure_delay=0.0,
+        data_dir=tmp_path / "pvesim",
+        nodes=[SimNodeConfig(name="pve", guests=GUESTS)],
+        task_duration=0.02,
     )
 
 
@@ -33,7 +35,7 @@ async def _with_service(app: Litestar, node_id: str, action: str, vmid: int = 0)
     """Reserve, release or invalidate through `VmidService`, as the container part does."""
     resources: AppResources = app.state.resources
     async with resources.sessionmaker() as session:
-        service = VmidService(session, cache=resources.ports.cache, box=resources.secret_box)
+        service = resources.services(session).vmids
         node = await session.get_one(Node, uuid.UUID(node_id))
         if action == "reserve":
             await service.reserve(node, vmid)
@@ -87,6 +89,17 @@ async def test_out_of_range_vmid_is_422(user_client: UserClient, registered_node
     assert body["errors"][0]["field"] == "vmid"
 
 
+@pytest.mark.parametrize("vmid", ["abc", "12a", "-"])
+async def test_a_vmid_that_is_not_a_number_is_422_not_404(
+    user_client: UserClient, registered_node: dict[str, Any], vmid: str
+) -> None:
+    response = await user_client.http.get(f"/api/nodes/{registered_node['id']}/vmids/{vmid}")
+    body = assert_problem(response, 422, "validation_failed")
+    assert body["errors"][0]["field"] == "vmid"
+    # The fixed routes beside it still answer.
+    assert (await user_client.http.get(f"/api/nodes/{registered_node['id']}/vmids/next")).status_code == 200
+
+
 async def test_refresh_and_invalidation_reload_from_proxmox(
     app: Litestar, user_client: UserClient, registered_node: dict[str, Any], sim_node: RunningNode
 ) -> None:
@@ -135,3 +148,17 @@ async def test_burst_on_a_cold_cache_asks_proxmox_once(
     responses = await asyncio.gather(*(user_client.http.get(f"{base}/{100 + i}") for i in range(12)))
     assert [r.json()["available"] for r in responses] == [False] * GUESTS + [True] * (12 - GUESTS)
     assert _resource_fetches(sim_node) == 1
+
+
+async def test_a_guest_whose_status_is_unknown_still_takes_its_vmid(
+    user_client: UserClient, registered_node: dict[str, Any], sim_node: RunningNode
+) -> None:
+    # /cluster/resources lists a guest pvestatd has not reported yet with status "unknown" (pve-manager
+    # API2/Cluster.pm resources): it exists all the same.
+    sim_node.state.rrd = {}
+    sim_node.state.guests[120] = SimGuest(vmid=120, type="lxc", config={"hostname": "fresh"})
+    refreshed = await user_client.http.post(f"/api/nodes/{registered_node['id']}/vmids/refresh")
+    assert refreshed.status_code == 200, refreshed.text
+    assert 120 in refreshed.json()["taken"]
+    check = await user_client.http.get(f"/api/nodes/{registered_node['id']}/vmids/120")
+    assert check.json() == {"vmid": 120, "available": False, "reason": "taken"}

@@ -4,7 +4,6 @@ Containers and operations are created through the real API (`POST /api/container
 would; the test then runs the operation's actor function itself instead of a worker process.
 """
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,15 @@ from typing import Any
 import msgspec
 import pytest
 from dramatiq.brokers.stub import StubBroker
-from litestar import Litestar
 
-from infrahaus_api.app import create_app
-from infrahaus_domain.jobs import ALL_JOBS
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import Settings, WorkerTimings
 from infrahaus_worker.context import WorkerContext
-from infrahaus_worker.pipeline.plan import Limits
 from tests.fixtures.api import UserClient
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
 
-# Short limits keep failure paths fast; nothing in the simulator needs long.
-FAST_LIMITS = Limits(
+# Short timings keep failure paths fast; nothing in the simulator needs long.
+FAST_TIMINGS = WorkerTimings(
     create_task=20,
     start_stop=20,
     shutdown_timeout=5,
@@ -47,41 +42,19 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def stub_broker() -> StubBroker:
-    """Where the API (and the reconciler) send job messages; tests look at its queues."""
-    broker = StubBroker(middleware=[])
-    for queue in sorted({job.queue for job in ALL_JOBS}):
-        broker.declare_queue(queue)
-    return broker
+def timings(request: pytest.FixtureRequest) -> WorkerTimings:
+    """`FAST_TIMINGS`, changed for one test by `@pytest.mark.timings(lock_wait=2, ...)` (a test about a lock need not
+    wait as long as every other test may)."""
+    marker = request.node.get_closest_marker("timings")
+    return msgspec.structs.replace(FAST_TIMINGS, **marker.kwargs) if marker else FAST_TIMINGS
 
 
 @pytest.fixture
-async def app(settings: Settings, stub_broker: StubBroker) -> AsyncIterator[Litestar]:
-    """The app sending to `stub_broker`; its lifespan runs in a task of its own because pytest-asyncio sets up
-    and tears down fixtures in different tasks, and the lifespan's task group must be left where it was entered."""
-    application = create_app(settings, broker=stub_broker)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with application.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run())
-    waiter = asyncio.ensure_future(started.wait())
-    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        waiter.cancel()
-        task.result()
-    yield application
-    stop.set()
-    await task
-
-
-@pytest.fixture
-async def worker_ctx(settings: Settings, stub_broker: StubBroker) -> AsyncIterator[WorkerContext]:
-    """A worker context on the test's loop (its own engine, Redis ports and log store)."""
-    ctx = await WorkerContext.open(settings, stub_broker, limits=FAST_LIMITS)
+async def worker_ctx(
+    settings: Settings, stub_broker: StubBroker, timings: WorkerTimings
+) -> AsyncIterator[WorkerContext]:
+    """A worker context on the test's loop (its own engine, Redis ports and log store) with `timings`."""
+    ctx = await WorkerContext.open(settings, stub_broker, timings=timings)
     try:
         yield ctx
     finally:

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import select
 
 from infrahaus_domain.models.containers import DiscoveredService, ServiceCredential
-from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_pvesim import RunningNode
 from infrahaus_worker.actors.create import create_container
 from infrahaus_worker.context import WorkerContext
 from tests.fixtures.api import UserClient
@@ -50,7 +50,7 @@ async def test_web_hello_reaches_ready(
     assert ct.ip_address
     assert ct.pve_created_by_operation is not None
 
-    # Steps in SPEC order, each entered once.
+    # Steps in pipeline order, each entered once.
     trail = await events(worker_ctx, container_id)
     entered: list[str] = []
     for event in trail:

@@ -13,10 +13,11 @@ from sqlalchemy import select, text, update
 
 from infrahaus_domain.models.containers import Operation
 from infrahaus_domain.models.nodes import VmidReservation
-from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_domain.settings import Settings
+from infrahaus_pvesim import RunningNode
 from infrahaus_worker.actors.create import create_container
 from infrahaus_worker.actors.lifecycle import delete_container
-from infrahaus_worker.actors.runs import OperationBusyError, unit
+from infrahaus_worker.actors.operation_run import OperationBusyError
 from infrahaus_worker.context import WorkerContext
 from infrahaus_worker.reconciler import reconcile
 from tests.fixtures.api import UserClient
@@ -140,6 +141,44 @@ async def test_redelivery_after_a_crash_resumes_without_a_second_container(
     assert ct.lifecycle == "ready"
 
 
+async def test_a_resumed_creation_continues_from_its_last_completed_step(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    template_id = await make_template(
+        "steps",
+        scripts=[
+            ("10-once", "echo run >> /root/runs-10\n"),
+            ("20-slow", "echo run >> /root/runs-20\nsleep 3\n"),
+        ],
+        files=[{"name": "app.conf", "target_path": "/etc/app", "content": "v=1\n", "policy": "backup"}],
+    )
+    _, op_id, _ = await request_container(user_client, template_id=template_id, vmid=139)
+    first = asyncio.create_task(create_container(worker_ctx, op_id))
+    root = None
+    deadline = time.monotonic() + 30
+    while root is None or not (root / "root/runs-20").exists():
+        assert time.monotonic() < deadline, "the second script never started"
+        guest = sim_node.state.guests.get(139)
+        root = guest.rootfs if guest is not None else None
+        await asyncio.sleep(0.05)
+    first.cancel()  # the worker dies in the middle of the second script
+    await asyncio.gather(first, return_exceptions=True)
+
+    await age_heartbeat(worker_ctx, op_id)
+    await create_container(worker_ctx, op_id)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "succeeded", op.error
+    assert (root / "root/runs-10").read_text() == "run\n"  # completed before the crash: not run again
+    assert (root / "root/runs-20").read_text() == "run\nrun\n"  # interrupted: run again from its start
+    # The files step completed before the crash: a second run would have backed the file up.
+    assert sorted(p.name for p in (root / "etc/app").iterdir()) == ["app.conf"]
+    assert creates_sent(sim_node, 139) == 1
+
+
 async def test_crash_during_the_create_task_waits_for_that_task(
     worker_ctx: WorkerContext,
     user_client: UserClient,
@@ -184,41 +223,110 @@ async def test_finished_operation_is_not_run_again(
     assert creates_sent(sim_node, 134) == 1
 
 
-async def test_reconciler_fails_lost_operations_and_resends_queued_ones(
+async def test_reconciler_hands_lost_operations_over_and_resends_queued_ones(
     worker_ctx: WorkerContext,
     user_client: UserClient,
     registered_node: dict[str, Any],
     make_template: Any,
     stub_broker: StubBroker,
+    sim_node: RunningNode,
 ) -> None:
     template_id = await make_template("lost")
     lost_ct, lost_op, _ = await request_container(user_client, template_id=template_id, vmid=135, hostname="lost")
     _, queued_op, _ = await request_container(user_client, template_id=template_id, vmid=136, hostname="q")
     stub_broker.flush_all()
-    async with unit(worker_ctx) as u:
+    async with worker_ctx.unit() as u:
         await u.operations.claim(UUID(lost_op), "dead-worker:1")
         stale = datetime.now(UTC) - timedelta(minutes=5)
         await u.session.execute(update(Operation).where(Operation.id == UUID(lost_op)).values(heartbeat_at=stale))
         await u.session.execute(update(Operation).where(Operation.id == UUID(queued_op)).values(updated_at=stale))
 
     report = await reconcile(worker_ctx)
-    assert report.failed == [lost_op]
+    assert report.resumed == [lost_op]
+    assert report.failed == []
     assert report.requeued == [queued_op]
+    op = await operation(worker_ctx, lost_op)
+    assert (op.status, op.heartbeat_at) == ("running", None)
+    sent = sorted(m.decode() for m in stub_broker.queues["containers"].queue)
+    assert len(sent) == 2
+    assert any(lost_op in m for m in sent)
+    assert any(queued_op in m for m in sent)
+
+    # A second pass right away changes nothing.
+    again = await reconcile(worker_ctx)
+    assert (again.failed, again.resumed, again.requeued) == ([], [], [])
+
+    # The re-sent message resumes the operation on the next worker at once (the heartbeat no longer looks alive).
+    await create_container(worker_ctx, lost_op)
+    op = await operation(worker_ctx, lost_op)
+    assert op.status == "succeeded", op.error
+    assert op.attempts == 2
+    ct = await container(worker_ctx, lost_ct)
+    assert ct is not None
+    assert ct.lifecycle == "ready"
+    assert creates_sent(sim_node, 135) == 1
+
+
+async def test_an_operation_whose_workers_keep_dying_fails_worker_lost_after_its_attempts(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    settings: Settings,
+) -> None:
+    template_id = await make_template("doomed")
+    lost_ct, lost_op, _ = await request_container(user_client, template_id=template_id, vmid=137)
+    attempts = settings.worker.max_attempts
+    for attempt in range(1, attempts + 1):
+        async with worker_ctx.unit() as u:
+            claimed = await u.operations.claim(UUID(lost_op), f"dead-worker:{attempt}")
+            assert claimed is not None
+            assert claimed.attempts == attempt
+        await age_heartbeat(worker_ctx, lost_op)
+        report = await reconcile(worker_ctx)
+        if attempt < attempts:
+            assert (report.resumed, report.failed) == ([lost_op], [])
+    assert (report.resumed, report.failed) == ([], [lost_op])
     op = await operation(worker_ctx, lost_op)
     assert op.status == "failed"
     assert op.error is not None
     assert op.error["code"] == "worker_lost"
+    assert f"{attempts} attempt" in op.error["detail"]
     ct = await container(worker_ctx, lost_ct)
     assert ct is not None
     assert ct.lifecycle == "error"
-    sent = [m.decode() for m in stub_broker.queues["containers"].queue]
-    assert len(sent) == 1
-    assert queued_op in sent[0]
 
-    # A second pass right away changes nothing.
-    again = await reconcile(worker_ctx)
-    assert again.failed == []
-    assert again.requeued == []
+
+async def test_a_worker_thought_lost_stops_once_another_resumed_its_operation(
+    worker_ctx: WorkerContext,
+    user_client: UserClient,
+    registered_node: dict[str, Any],
+    make_template: Any,
+    sim_node: RunningNode,
+) -> None:
+    """A worker that only stalled (its heartbeat looked dead) notices the takeover at its next beat and stops: the
+    operation is finished by the worker that resumed it, once, and nothing is created twice."""
+    # Long enough that the stalled worker's next beat (every 0.5 s) comes well before its script could end.
+    template_id = await make_template("stalled", scripts=[("10-slow", 'log_info "working"\nsleep 6\n')])
+    container_id, op_id, _ = await request_container(user_client, template_id=template_id, vmid=138)
+    first = asyncio.create_task(create_container(worker_ctx, op_id))
+    await wait_for_step(worker_ctx, op_id, "scripts")
+    # The reconciler's hand-over, in the same transaction as the aging (the stalled worker's beats go on meanwhile).
+    async with worker_ctx.unit() as u:
+        stale = datetime.now(UTC) - timedelta(minutes=1)
+        await u.session.execute(update(Operation).where(Operation.id == UUID(op_id)).values(heartbeat_at=stale))
+        resumed, _ = await u.operations.resume_stale(heartbeat_older_than=timedelta(seconds=30), max_attempts=5)
+        assert [str(o.id) for o in resumed] == [op_id]
+    second = asyncio.create_task(create_container(worker_ctx, op_id))
+    await asyncio.wait_for(first, 15)  # returns quietly: ClaimLost
+    await asyncio.wait_for(second, 60)
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "succeeded", op.error
+    assert op.attempts == 2
+    assert creates_sent(sim_node, 138) == 1
+    # The stalled worker was stopped in the middle of its script: only the resuming worker completed it.
+    completed = [e for e in await events(worker_ctx, container_id) if e.type == "script_completed"]
+    assert len(completed) == 1
 
 
 async def test_root_password_is_never_stored_logged_or_sent(
@@ -407,3 +515,22 @@ async def test_proxy_error_596_is_node_unreachable(
     ct = await container(worker_ctx, container_id)
     assert ct is not None
     assert ct.lifecycle == "error"
+
+
+async def test_a_refused_ssh_login_fails_ssh_auth_failed_with_an_ssh_remedy(
+    worker_ctx: WorkerContext, user_client: UserClient, registered_node: dict[str, Any], make_template: Any
+) -> None:
+    response = await user_client.http.patch(
+        f"/api/nodes/{registered_node['id']}", json={"ssh_password": "not-the-password"}
+    )
+    assert response.status_code == 200, response.text
+    template_id = await make_template("ssh-needed", scripts=[("10-hello", 'log_info "hello"\n')])
+    _, op_id, _ = await request_container(user_client, template_id=template_id, vmid=131)
+    await create_container(worker_ctx, op_id)
+
+    op = await operation(worker_ctx, op_id)
+    assert op.status == "failed"
+    assert op.error is not None
+    assert op.error["code"] == "ssh_auth_failed", op.error
+    assert "SSH" in op.error["remedy"]
+    assert "privilege" not in op.error["remedy"]

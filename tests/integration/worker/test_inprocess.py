@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import pytest
 from dramatiq.middleware import TimeLimit
 from litestar import Litestar
@@ -16,41 +15,32 @@ from infrahaus_domain.settings import Settings
 from infrahaus_worker.broker import build_stub_broker
 from infrahaus_worker.context import SharedStores
 from infrahaus_worker.inprocess import InprocessWorker, start_inprocess_worker
-from tests.fixtures.api import UserClient
-from tests.integration.worker.conftest import FAST_LIMITS
+from tests.fixtures.api import UserClient, running
+from tests.integration.worker.conftest import FAST_TIMINGS
 from tests.integration.worker.helpers import request_container
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Embedded mode: no Redis, so cache, locks, events, sessions and the log buffer live in process memory."""
-    return msgspec.structs.replace(settings, redis_url=None)
+    return settings.replace(redis={"url": None})
 
 
 @pytest.fixture
 async def embedded(settings: Settings) -> AsyncIterator[tuple[Litestar, InprocessWorker]]:
     """The app and an in-process worker sharing its broker, ports and log store (as `infrahaus dev` wires them)."""
     broker = build_stub_broker()
-    application = create_app(settings, broker=broker)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with application.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    shared = SharedStores(
-        ports=application.state.resources.ports, log_store=application.state.containers.logbuffer.store
-    )
-    worker = start_inprocess_worker(settings, broker, shared=shared, limits=FAST_LIMITS, threads=2, reconcile=False)
-    try:
-        yield application, worker
-    finally:
-        await asyncio.to_thread(worker.stop, 30)
-        stop.set()
-        await task
+    async with running(create_app(settings, broker=broker)) as application:
+        shared = SharedStores(
+            ports=application.state.resources.ports, log_store=application.state.resources.logbuffer.store
+        )
+        worker = start_inprocess_worker(
+            settings, broker, shared=shared, timings=FAST_TIMINGS, threads=2, reconcile=False
+        )
+        try:
+            yield application, worker
+        finally:
+            await asyncio.to_thread(worker.stop, 30)
 
 
 @pytest.fixture
@@ -76,7 +66,7 @@ async def test_inprocess_worker_runs_a_creation(
     # The worker's log lines reached the API's buffer (the shared in-memory store).
     logs = (await user_client.http.get(f"/api/containers/{op['container_id']}/logs")).json()
     assert any("web-hello is serving" in entry["line"] for entry in logs["items"])
-    # Time limits are live: the in-process worker emitted process_boot.
+    # Time timings are live: the in-process worker emitted process_boot.
     _, worker = embedded
     [time_limit] = [m for m in worker.broker.middleware if isinstance(m, TimeLimit)]
     manager = time_limit.manager

@@ -4,11 +4,12 @@ import time
 from typing import Any
 from uuid import UUID
 
+import pytest
 from sqlalchemy import select
 
-from infrahaus_domain.models.containers import DiscoveredService
+from infrahaus_domain.models.containers import DiscoveredService, Event
 from infrahaus_domain.models.nodes import VmidReservation
-from infrahaus_proxmox.simulator import RunningNode
+from infrahaus_pvesim import RunningNode
 from infrahaus_worker.actors.create import create_container
 from infrahaus_worker.actors.lifecycle import (
     delete_container,
@@ -18,7 +19,6 @@ from infrahaus_worker.actors.lifecycle import (
     start_container,
     stop_container,
 )
-from infrahaus_worker.actors.runs import unit
 from infrahaus_worker.context import WorkerContext
 from tests.fixtures.api import UserClient
 from tests.integration.worker.helpers import container, operation, request_action, request_container
@@ -57,7 +57,8 @@ async def test_power_cycle_with_lock_contention(
     assert op.result == {"status": "stopped", "changed": True, "forced": False, "timeout": 5}
     assert live(sim_node, 140) == "stopped"
 
-    # A backup holds the lock for a moment: the start waits it out instead of failing.
+    # A backup holds the lock for a moment: Proxmox accepts the start and its task fails on the lock; the worker
+    # starts it again until the lock is gone instead of failing.
     sim_node.faults.lock(140, kind="backup", seconds=1.0)
     started = time.monotonic()
     op_id = await request_action(user_client, container_id, "start")
@@ -66,9 +67,10 @@ async def test_power_cycle_with_lock_contention(
     assert op.status == "succeeded", op.error
     assert time.monotonic() - started >= 0.9
     assert live(sim_node, 140) == "running"
-    statuses = power_requests(sim_node, 140, "start")
-    assert statuses[-1] == 200
-    assert any(status >= 400 for status in statuses)
+    assert set(power_requests(sim_node, 140, "start")) == {200}
+    starts = [t for t in sim_node.state.tasks.values() if t.type == "vzstart" and t.id == "140"]
+    assert [t.exitstatus for t in starts][-1] == "OK"
+    assert "CT is locked (backup)" in [t.exitstatus for t in starts]
 
     op_id = await request_action(user_client, container_id, "restart")
     await restart_container(worker_ctx, op_id)
@@ -87,6 +89,7 @@ async def test_power_cycle_with_lock_contention(
     assert ct.lifecycle == "ready"
 
 
+@pytest.mark.timings(lock_wait=2)
 async def test_lock_held_too_long_fails_pve_locked(
     worker_ctx: WorkerContext,
     user_client: UserClient,
@@ -115,8 +118,8 @@ async def test_services_refresh_rediscovers(
 ) -> None:
     container_id = await ready_container(worker_ctx, user_client, templates["web-hello"]["id"], 142)
     # Queued the way the API's refresh endpoint queues it.
-    async with unit(worker_ctx) as u:
-        queued = await u.operations.create(
+    async with worker_ctx.unit() as u:
+        queued = await u.operations.queue(
             container_id=UUID(container_id), user_id=user_client.user_id, kind="services_refresh"
         )
         op_id = str(queued.id)
@@ -148,8 +151,20 @@ async def test_delete_destroys_and_removes_the_record(
     await delete_container(worker_ctx, op_id)
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
-    assert op.result == {"destroyed": True, "already_gone": False, "vmid": 143}
-    assert op.container_id is None
+    assert op.result == {"destroyed": True, "vmid": 143}
+    # The finished delete still names its container and says how it ended; the `deleted` event outlives the row.
+    assert str(op.container_id) == container_id
+    assert op.message == "Container deleted."
+    async with worker_ctx.session() as session:
+        deleted = await session.scalar(
+            select(Event).where(Event.container_id == UUID(container_id), Event.type == "deleted")
+        )
+    assert deleted is not None
+    assert deleted.operation_id == op.id
+    assert deleted.state == {
+        "container": {"lifecycle": "deleted", "status": None},
+        "operation": {"id": str(op.id), "kind": "delete", "status": "succeeded", "progress": 100, "step": "delete"},
+    }
     assert 143 not in sim_node.state.guests
     [destroy] = [r for r in sim_node.requests if r.method == "DELETE" and r.path.endswith("/lxc/143")]
     assert destroy.params.get("purge") == "1"
@@ -173,5 +188,5 @@ async def test_delete_of_a_container_already_gone_is_done(
     op = await operation(worker_ctx, op_id)
     assert op.status == "succeeded", op.error
     assert op.result is not None
-    assert op.result["already_gone"] is True
+    assert (op.result["destroyed"], op.result["reason"]) == (False, "gone")
     assert await container(worker_ctx, container_id) is None

@@ -16,7 +16,7 @@ from infrahaus_domain.models.containers import Operation
 from infrahaus_domain.operations.schemas import OperationError
 from infrahaus_domain.operations.service import OperationService
 from infrahaus_domain.ports import build_ports
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import DatabaseSettings, RedisSettings, Settings
 from infrahaus_worker.observability import (
     METRICS_HOST_ENV,
     METRICS_PORT_ENV,
@@ -40,7 +40,7 @@ def _duration_sum(kind: str, outcome: str) -> float:
 async def test_terminal_operations_are_counted_once_committed(settings: Settings) -> None:
     install_operation_metrics()
     user_id, _ = await create_user_with_token(settings, "metrics@pve")
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database.url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     ports = build_ports(None, "")
     events_buffer = LogBuffer(MemoryLogStore(), ports.events)
@@ -91,7 +91,13 @@ def test_worker_command_serves_metrics_and_bounds_the_drain(tmp_path: Path) -> N
     assert environ[METRICS_PORT_ENV] == "9300"
     assert environ[METRICS_HOST_ENV] == "0.0.0.0"  # noqa: S104
     assert environ[DRAIN_TIMEOUT_ENV] == "12.0"
-    argv = dramatiq_argv(args, Settings(database_url="sqlite+aiosqlite:///x.db", redis_url="redis://127.0.0.1:6379/0"))
+    argv = dramatiq_argv(
+        args,
+        Settings(
+            database=DatabaseSettings(url="sqlite+aiosqlite:///x.db"),
+            redis=RedisSettings(url="redis://127.0.0.1:6379/0"),
+        ),
+    )
     assert argv[argv.index("--fork-function") + 1] == "infrahaus_worker.observability:serve_metrics"
     assert "--skip-logging" in argv
     # dramatiq waits past the drain timeout, so a handed-back message is sent again before the process ends.
@@ -101,7 +107,9 @@ def test_worker_command_serves_metrics_and_bounds_the_drain(tmp_path: Path) -> N
     environ = {}
     operations_environment(off, environ)
     assert MULTIPROC_ENV not in environ
-    assert "--fork-function" not in dramatiq_argv(off, Settings(database_url="sqlite+aiosqlite:///x.db"))
+    assert "--fork-function" not in dramatiq_argv(
+        off, Settings(database=DatabaseSettings(url="sqlite+aiosqlite:///x.db"))
+    )
 
 
 def test_multiprocess_dir_is_emptied_or_created(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import redis
 
@@ -73,7 +72,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def settings(settings: Settings, private_redis: PrivateRedis) -> Settings:
-    return msgspec.structs.replace(settings, redis_url=private_redis.url)
+    return settings.replace(redis={"url": private_redis.url})
 
 
 async def test_creation_survives_a_redis_restart(

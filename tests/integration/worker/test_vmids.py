@@ -4,9 +4,8 @@ from typing import Any
 from uuid import UUID
 
 from infrahaus_domain.models.nodes import Node
-from infrahaus_proxmox.simulator import RunningNode
-from infrahaus_proxmox.simulator.state import SimGuest
-from infrahaus_worker.actors.runs import unit
+from infrahaus_pvesim import RunningNode
+from infrahaus_pvesim.state import SimGuest
 from infrahaus_worker.actors.vmids import refresh_vmids
 from infrahaus_worker.context import WorkerContext
 
@@ -23,7 +22,7 @@ async def test_refresh_fills_the_cache(
     before = resource_calls(sim_node)
     await refresh_vmids(worker_ctx, registered_node["id"])
     assert resource_calls(sim_node) == before + 1
-    async with unit(worker_ctx) as u:
+    async with worker_ctx.unit() as u:
         node = await u.session.get(Node, UUID(registered_node["id"]))
         assert node is not None
         cached = await u.vmids.taken(node)

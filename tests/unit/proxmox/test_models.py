@@ -2,7 +2,7 @@ import msgspec
 import pytest
 
 from infrahaus_proxmox import LxcConfig, LxcCreate, LxcFeatures, LxcNetwork
-from infrahaus_proxmox.simulator.schema import validate_request
+from infrahaus_pvesim.schema import validate_request
 
 
 def _config() -> LxcConfig:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infrahaus_domain import allowlist as v
 from infrahaus_domain.errors import ValidationFailed
-from infrahaus_domain.templates import validation as v
 from infrahaus_domain.templates.schemas import TemplateFileIn, TemplatePackageIn, TemplateScriptIn, TemplateWrite
 from infrahaus_domain.templates.service import validate_template
 

@@ -3,13 +3,13 @@
 import dramatiq
 import pytest
 
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import DatabaseSettings, Settings
 from infrahaus_worker.broker import build_stub_broker
 from infrahaus_worker.context import ContextBootError, WorkerContextMiddleware, set_current_context
 
 
 def test_worker_without_encryption_keys_does_not_start() -> None:
-    settings = Settings(database_url="sqlite+aiosqlite:///:memory:")  # no encryption key configured
+    settings = Settings(database=DatabaseSettings(url="sqlite+aiosqlite:///:memory:"))  # no encryption key configured
     broker = build_stub_broker(extra=[WorkerContextMiddleware(settings)])
     worker = dramatiq.Worker(broker, worker_threads=1)
     try:

@@ -7,12 +7,14 @@ import pytest
 
 from infrahaus.cli import build_parser
 from infrahaus.commands.worker import QUEUES, dramatiq_argv
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import DatabaseSettings, RedisSettings, Settings, WorkerSettings
 
 
 def test_dramatiq_argv_from_options() -> None:
     args = build_parser().parse_args(["worker", "--processes", "3", "--threads", "5", "--queues", "containers"])
-    settings = Settings(database_url="sqlite+aiosqlite:///x.db", redis_url="redis://127.0.0.1:6379/0")
+    settings = Settings(
+        database=DatabaseSettings(url="sqlite+aiosqlite:///x.db"), redis=RedisSettings(url="redis://127.0.0.1:6379/0")
+    )
     argv = dramatiq_argv(args, settings)
     assert argv[:4] == [sys.executable, "-m", "dramatiq", "infrahaus_worker.main"]
     assert argv[argv.index("--processes") + 1] == "3"
@@ -22,7 +24,7 @@ def test_dramatiq_argv_from_options() -> None:
 
 def test_threads_default_to_worker_concurrency() -> None:
     args = build_parser().parse_args(["worker", "--processes", "1"])
-    settings = Settings(database_url="sqlite+aiosqlite:///x.db", worker_concurrency=7)
+    settings = Settings(database=DatabaseSettings(url="sqlite+aiosqlite:///x.db"), worker=WorkerSettings(concurrency=7))
     argv = dramatiq_argv(args, settings)
     assert argv[argv.index("--threads") + 1] == "7"
     queues = argv.index("--queues") + 1

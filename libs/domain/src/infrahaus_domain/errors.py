@@ -4,14 +4,53 @@ The API maps each class to a status code in one table (`infrahaus_api.errors`).
 Messages (`detail`) are shown to API clients: never put a secret or a raw upstream body in one.
 """
 
+from typing import Annotated, Literal
+
 import msgspec
+
+FieldErrorCode = Literal[
+    "required",
+    "unknown_field",
+    "type",
+    "format",
+    "too_short",
+    "too_long",
+    "too_small",
+    "too_large",
+    "not_allowed",
+    "malformed",
+    "invalid",
+]
 
 
 class FieldError(msgspec.Struct, kw_only=True, frozen=True):
-    """One invalid input field: a dotted path (`network.ip_cidr`) and what is wrong with it."""
+    """One invalid input field: its path (`network.ip_cidr`, `scripts[0].id`; `body` for the body as a whole), a
+    message written for the person filling the form, and a stable `code` for programs."""
 
     field: str
     message: str
+    code: Annotated[
+        FieldErrorCode,
+        msgspec.Meta(
+            description=(
+                "`required` (missing), `unknown_field` (not part of the request), `type` (wrong kind of value), "
+                "`format` (the text's shape), `too_short`/`too_long` (length), `too_small`/`too_large` (range), "
+                "`not_allowed` (not one of the listed values), `malformed` (the body is not JSON), `invalid` "
+                "(a rule about the value or its relation to others)."
+            )
+        ),
+    ] = "invalid"
+
+
+def summarize(errors: list[FieldError]) -> str:
+    """`detail` of a validation problem: how many fields are invalid and which ("2 fields are invalid: hostname,
+    vmid"); a form shows it above the fields."""
+    fields = list(dict.fromkeys(e.field for e in errors))
+    if not fields:
+        return "The request is invalid."
+    if len(fields) == 1:
+        return f"1 field is invalid: {fields[0]}"
+    return f"{len(fields)} fields are invalid: {', '.join(fields)}"
 
 
 class DomainError(Exception):
@@ -44,27 +83,27 @@ class ConflictError(DomainError):
     code = "conflict"
 
 
-class ValidationFailed(DomainError):  # noqa: N818 - names agreed in INTERFACES.md
+class ValidationFailed(DomainError):
     """Input that parses but breaks a rule; `errors` lists the offending fields."""
 
     code = "validation_failed"
 
-    def __init__(self, errors: list[FieldError], detail: str = "The request is invalid.") -> None:
-        super().__init__(detail)
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        super().__init__(detail or summarize(errors))
         self.errors = errors
 
 
-class AuthenticationFailed(DomainError):  # noqa: N818 - names agreed in INTERFACES.md
+class AuthenticationFailed(DomainError):
     """Credentials missing, wrong or expired. One generic message: never say which part was wrong."""
 
     code = "unauthenticated"
 
 
-class PermissionDenied(DomainError):  # noqa: N818 - names agreed in INTERFACES.md
+class PermissionDenied(DomainError):
     code = "permission_denied"
 
 
-class RateLimited(DomainError):  # noqa: N818 - names agreed in INTERFACES.md
+class RateLimited(DomainError):
     code = "rate_limited"
 
     def __init__(self, retry_after: int, detail: str = "Too many requests; try again later.") -> None:
@@ -72,7 +111,7 @@ class RateLimited(DomainError):  # noqa: N818 - names agreed in INTERFACES.md
         self.retry_after = retry_after
 
 
-class UpstreamUnavailable(DomainError):  # noqa: N818 - names agreed in INTERFACES.md
+class UpstreamUnavailable(DomainError):
     """A service we depend on (an auth server, a node) could not be reached."""
 
     code = "upstream_unavailable"

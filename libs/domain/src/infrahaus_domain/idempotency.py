@@ -116,6 +116,19 @@ class IdempotencyKeys:
             return Claim(replay=_replay(existing, scope, digest), row=None)
         return Claim(replay=None, row=row)
 
+    async def stored(self, user_id: UUID, scope: str, key: str | None, body: object) -> StoredResponse | None:
+        """The kept answer for `key`, read without claiming anything (None: no key, none kept yet or expired); for
+        work that must not run inside the claim's transaction and must not run again on a retry (placement asks
+        nodes). Raises like `claim` for another body or endpoint; a request still in progress is left to `claim`."""
+        if key is None:
+            return None
+        existing = await self._row(user_id, key)
+        if existing is None or existing.created_at < datetime.now(UTC) - IDEMPOTENCY_TTL:
+            return None
+        if existing.response_body is None:
+            return None
+        return _replay(existing, scope, request_hash(scope, body))
+
     async def record(self, claim: Claim, response: StoredResponse) -> None:
         """Keep the first answer of a claimed key (nothing happens without a claimed row)."""
         if claim.row is None:

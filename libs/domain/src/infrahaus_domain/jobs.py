@@ -44,6 +44,10 @@ CONTAINER_SHUTDOWN = Job("container.shutdown", "lifecycle", OperationJob)
 CONTAINER_RESTART = Job("container.restart", "lifecycle", OperationJob)
 CONTAINER_DELETE = Job("container.delete", "lifecycle", OperationJob)
 CONTAINER_SERVICES_REFRESH = Job("container.services_refresh", "lifecycle", OperationJob)
+CONTAINER_SYNC = Job("container.sync", "containers", OperationJob)
+CONTAINER_SNAPSHOT_CREATE = Job("container.snapshot_create", "lifecycle", OperationJob)
+CONTAINER_SNAPSHOT_ROLLBACK = Job("container.snapshot_rollback", "lifecycle", OperationJob)
+CONTAINER_SNAPSHOT_DELETE = Job("container.snapshot_delete", "lifecycle", OperationJob)
 NODE_VMIDS_REFRESH = Job("node.vmids_refresh", "maintenance", NodeJob)
 OPERATIONS_RECONCILE = Job("operations.reconcile", "maintenance", NoPayload)
 
@@ -55,6 +59,10 @@ ALL_JOBS: tuple[Job, ...] = (
     CONTAINER_RESTART,
     CONTAINER_DELETE,
     CONTAINER_SERVICES_REFRESH,
+    CONTAINER_SYNC,
+    CONTAINER_SNAPSHOT_CREATE,
+    CONTAINER_SNAPSHOT_ROLLBACK,
+    CONTAINER_SNAPSHOT_DELETE,
     NODE_VMIDS_REFRESH,
     OPERATIONS_RECONCILE,
 )
@@ -68,6 +76,10 @@ JOB_FOR_KIND: dict[str, Job] = {
     "restart": CONTAINER_RESTART,
     "delete": CONTAINER_DELETE,
     "services_refresh": CONTAINER_SERVICES_REFRESH,
+    "sync": CONTAINER_SYNC,
+    "snapshot_create": CONTAINER_SNAPSHOT_CREATE,
+    "snapshot_rollback": CONTAINER_SNAPSHOT_ROLLBACK,
+    "snapshot_delete": CONTAINER_SNAPSHOT_DELETE,
 }
 
 

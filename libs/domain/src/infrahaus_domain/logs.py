@@ -101,6 +101,36 @@ def _stamp_context(factory: Callable[..., logging.LogRecord]) -> Callable[..., l
     return make_record
 
 
+def stderr_handler(fmt: Literal["json", "text"] = "json") -> logging.Handler:
+    """The one handler of every process: stderr in the chosen format, redacted (replaced by `configure_logging`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler._infrahaus = True  # type: ignore[attr-defined]
+    return handler
+
+
+def server_logging_config(
+    level: str = "INFO", fmt: Literal["json", "text"] = "json", *, server_level: str | None = None
+) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for uvicorn's `log_config`: uvicorn applies it in its supervisor and in every
+    server process before the app exists, so its own lines (startup, bind errors, invalid requests, exceptions it
+    catches) come out in the same redacted format, with an exception's type and never its traceback.
+    `server_level` quiets uvicorn's own lines (the embedded mode prints its own banner)."""
+    server = {"level": server_level.upper()} if server_level else {}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"stderr": {"()": "infrahaus_domain.logs.stderr_handler", "fmt": fmt}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            # uvicorn's loggers keep no handlers of their own: everything goes through the root's.
+            "uvicorn": {"handlers": [], "propagate": True, **server},
+            "uvicorn.error": {"handlers": [], "propagate": True, **server},
+            "uvicorn.access": {"handlers": [], "propagate": True, "level": "WARNING"},
+        },
+    }
+
+
 def configure_logging(level: str = "INFO", fmt: Literal["json", "text"] = "json") -> None:
     """Route the root logger to stderr in the chosen format; idempotent.
 
@@ -109,14 +139,11 @@ def configure_logging(level: str = "INFO", fmt: Literal["json", "text"] = "json"
     """
     if not getattr(logging.getLogRecordFactory(), "_infrahaus", False):
         logging.setLogRecordFactory(_stamp_context(logging.getLogRecordFactory()))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "_infrahaus", False):
             root.removeHandler(existing)
-    handler._infrahaus = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    root.addHandler(stderr_handler(fmt))
     root.setLevel(level.upper())
     # Third-party access logs repeat what the request middleware already records with ids.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -6,7 +6,7 @@
         await pve.tasks.wait(upid, timeout=300)  # ProxmoxTaskFailed carries exit status and log tail
 
 Every error is a `ProxmoxError`. The pct runner lives in `infrahaus_proxmox.pct`, the simulator
-in `infrahaus_proxmox.simulator`.
+in `infrahaus_pvesim`.
 """
 
 from infrahaus_proxmox.client import ProxmoxClient, TicketAuth, TokenAuth
@@ -25,18 +25,22 @@ from infrahaus_proxmox.errors import (
     ProxmoxTfaRequired,
     ProxmoxTimeout,
     ProxmoxTlsError,
+    ProxmoxTlsHandshakeError,
     ProxmoxUnreachable,
     ProxmoxValidationError,
+    is_lock_message,
 )
 from infrahaus_proxmox.models import (
     ClusterResource,
     CpuInfo,
     DiskUsage,
+    LxcAddress,
     LxcConfig,
     LxcCreate,
     LxcFeatures,
     LxcInterface,
     LxcNetwork,
+    LxcPending,
     LxcRootfs,
     LxcStatus,
     LxcSummary,
@@ -46,10 +50,12 @@ from infrahaus_proxmox.models import (
     NodeSummary,
     Storage,
     StorageVolume,
+    TaskEntry,
     TaskStatus,
     Ticket,
     Version,
 )
+from infrahaus_proxmox.snapshot import LxcSnapshot, validate_snapshot_name
 from infrahaus_proxmox.tls import CertificateInfo, TlsPolicy, fetch_certificate, normalize_fingerprint
 from infrahaus_proxmox.upid import Upid, parse_upid
 
@@ -58,12 +64,15 @@ __all__ = [
     "ClusterResource",
     "CpuInfo",
     "DiskUsage",
+    "LxcAddress",
     "LxcConfig",
     "LxcCreate",
     "LxcFeatures",
     "LxcInterface",
     "LxcNetwork",
+    "LxcPending",
     "LxcRootfs",
+    "LxcSnapshot",
     "LxcStatus",
     "LxcSummary",
     "MemoryUsage",
@@ -85,10 +94,12 @@ __all__ = [
     "ProxmoxTfaRequired",
     "ProxmoxTimeout",
     "ProxmoxTlsError",
+    "ProxmoxTlsHandshakeError",
     "ProxmoxUnreachable",
     "ProxmoxValidationError",
     "Storage",
     "StorageVolume",
+    "TaskEntry",
     "TaskStatus",
     "Ticket",
     "TicketAuth",
@@ -97,6 +108,8 @@ __all__ = [
     "Upid",
     "Version",
     "fetch_certificate",
+    "is_lock_message",
     "normalize_fingerprint",
     "parse_upid",
+    "validate_snapshot_name",
 ]

@@ -11,14 +11,14 @@ MAX_VMID = 999_999_999
 
 def node_segment(node: str) -> str:
     """A node name as Proxmox allows it (``pve-node``); ValueError otherwise."""
-    if not isinstance(node, str) or not _NODE_RE.match(node):
+    if not isinstance(node, str) or not _NODE_RE.fullmatch(node):
         raise ValueError(f"invalid node name {node!r:.80}")
     return node
 
 
 def storage_segment(storage: str) -> str:
     """A storage id (``pve-storage-id``); ValueError otherwise."""
-    if not isinstance(storage, str) or not _STORAGE_RE.match(storage):
+    if not isinstance(storage, str) or not _STORAGE_RE.fullmatch(storage):
         raise ValueError(f"invalid storage id {storage!r:.80}")
     return storage
 

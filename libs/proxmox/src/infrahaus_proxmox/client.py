@@ -2,8 +2,12 @@
 
 Protocol knowledge (as proxmoxer has it): everything lives under ``/api2/json`` and answers
 ``{"data": ...}``; write parameters go as form fields, read parameters in the query string,
-booleans as 0/1; errors carry their message in the HTTP reason phrase, 400s add an ``errors``
-object per parameter; 595/596 are pveproxy's "cannot reach / cannot proxy to the node".
+booleans as 0/1; errors carry their message in the HTTP reason phrase (and, since
+libpve-http-server 5.2, in the body's ``message``), 400s add an ``errors`` object per parameter.
+595-599 are AnyEvent::HTTP's pseudo statuses that pveproxy passes through when it proxies a request
+(to another node, or to pvedaemon on the same node; pve-http-server ``AnyEvent.pm`` ``proxy_request``):
+595 = the connection failed, nothing ran (retried like a request that never left); 596/597/599 = the
+request may have run (never retried). Every 401 comes after Proxmox's 3 s delay.
 """
 
 import asyncio
@@ -33,13 +37,16 @@ from infrahaus_proxmox.errors import (
     ProxmoxServerError,
     ProxmoxTimeout,
     ProxmoxTlsError,
+    ProxmoxTlsHandshakeError,
     ProxmoxUnreachable,
     ProxmoxValidationError,
+    is_lock_message,
 )
 from infrahaus_proxmox.lxc import LxcApi
 from infrahaus_proxmox.models import Ticket, Version
 from infrahaus_proxmox.nodes import NodesApi
-from infrahaus_proxmox.parsing import lenient_convert
+from infrahaus_proxmox.parsing import decode_one
+from infrahaus_proxmox.snapshot import SnapshotApi
 from infrahaus_proxmox.storage import StorageApi
 from infrahaus_proxmox.tasks import TasksApi
 from infrahaus_proxmox.tls import TlsPolicy, fetch_certificate, pinned_ssl_context
@@ -54,13 +61,15 @@ DEFAULT_TICKET_RENEW_AFTER = 90 * 60.0
 _MAX_BACKOFF = 2.0
 
 EventHook = Callable[..., Awaitable[None]]
+# (host, port) -> the address to connect to; it may refuse by raising (an outbound policy).
+Resolver = Callable[[str, int], Awaitable[str]]
 
 
 class TokenAuth:
     """API token: ``Authorization: PVEAPIToken=<user@realm!name>=<secret>``."""
 
     def __init__(self, token_id: str, secret: str):
-        if not _TOKEN_ID_RE.match(token_id):
+        if not _TOKEN_ID_RE.fullmatch(token_id):
             raise ValueError("token_id must look like 'user@realm!tokenname'")
         if not secret or any(c.isspace() for c in secret):
             raise ValueError("token secret must be a non-empty string without whitespace")
@@ -119,8 +128,9 @@ def encode_params(params: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-_LOCKED_RE = re.compile(r"\bis locked\b|can't lock file|locked \(", re.IGNORECASE)
 _NOT_FOUND_RE = re.compile(r"does not exist|\bno such\b|\bnot found\b", re.IGNORECASE)
+# Proxy pseudo statuses after which the request may have reached its handler.
+_OUTCOME_UNKNOWN = frozenset({596, 597, 598, 599})
 
 
 def error_for_response(response: httpx.Response, method: str, path: str, secrets: tuple[str, ...] = ()) -> ProxmoxError:
@@ -145,11 +155,14 @@ def error_for_response(response: httpx.Response, method: str, path: str, secrets
         return ProxmoxPermissionError(message, status=status, **where)
     if status == 595:
         return ProxmoxUnreachable(message, status=status, **where)
-    if status == 596:
+    if status in _OUTCOME_UNKNOWN:
         return ProxmoxProxyError(message, status=status, **where)
+    if status == 400 and field_errors.get("upid") == "no such task":
+        # pve-manager Tasks.pm: a well-formed UPID without a task log (another node's, or long gone).
+        return ProxmoxNotFound(f"no such task: {message}", status=status, **where)
     if status == 400 and field_errors:
         return ProxmoxValidationError(message, field_errors, **where)
-    if _LOCKED_RE.search(message):
+    if is_lock_message(message):
         return ProxmoxLocked(message, status=status, **where)
     if "already exists" in message.lower():
         return ProxmoxConflict(message, status=status, **where)
@@ -191,9 +204,13 @@ def _classify(exc: httpx.TransportError, where: str) -> _Failure:
         return _Failure(ProxmoxConnectTimeout(f"timed out connecting to {where}"), sent=False)
     if isinstance(exc, httpx.ConnectError):
         ssl_error = _ssl_cause(exc)
-        if ssl_error is not None:
-            detail = getattr(ssl_error, "verify_message", None) or ssl_error.reason or str(ssl_error)
+        if isinstance(ssl_error, ssl.SSLCertVerificationError):
+            detail = ssl_error.verify_message or ssl_error.reason or str(ssl_error)
             return _Failure(ProxmoxTlsError(f"TLS verification of {where} failed: {detail}"), sent=True)
+        if ssl_error is not None:
+            return _Failure(
+                ProxmoxTlsHandshakeError(f"TLS handshake with {where} failed: {ssl_error.reason}"), sent=True
+            )
         return _Failure(ProxmoxUnreachable(f"cannot connect to {where}: {exc}"), sent=False)
     if isinstance(exc, httpx.PoolTimeout):
         return _Failure(ProxmoxTimeout(f"no free connection to {where} in time"), sent=False)
@@ -210,7 +227,10 @@ class ProxmoxClient:
     decides how the certificate is trusted. `timeout` applies to each request; `retries` is how
     many times a GET (or a request that never left) is retried with backoff. `transport`
     replaces the network transport (then `tls` is not applied); `event_hooks` are passed to
-    httpx (request/response hooks, e.g. to record requests).
+    httpx (request/response hooks, e.g. to record requests). `resolver` is asked once, before
+    anything is sent, for the address to connect to: the client then connects there (certificate
+    probe included) and keeps the host name for SNI, certificate checks and the Host header, so
+    the answer cannot change between the caller's check and the connection.
     """
 
     def __init__(
@@ -224,6 +244,7 @@ class ProxmoxClient:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: float = 0.2,
         event_hooks: Mapping[str, list[EventHook]] | None = None,
+        resolver: Resolver | None = None,
     ):
         url = httpx.URL(base_url.rstrip("/"))
         if url.scheme not in ("https", "http") or not url.host:
@@ -243,6 +264,10 @@ class ProxmoxClient:
         self._backoff = backoff
         self._transport = transport
         self._event_hooks = {k: list(v) for k, v in (event_hooks or {}).items()}
+        self._resolver = resolver
+        # The address connections go to, and the SNI name when it is not the URL's host (set with the client).
+        self._address: str | None = None
+        self._extensions: dict[str, Any] = {}
         self._http: httpx.AsyncClient | None = None
         self._http_lock = asyncio.Lock()
         self._auth_lock = asyncio.Lock()
@@ -255,6 +280,7 @@ class ProxmoxClient:
         self.storage = StorageApi(self)
         self.cluster = ClusterApi(self)
         self.lxc = LxcApi(self)
+        self.snapshots = SnapshotApi(self)
         self.tasks = TasksApi(self)
 
     def __repr__(self) -> str:
@@ -277,7 +303,7 @@ class ProxmoxClient:
 
     async def version(self) -> Version:
         """GET /version."""
-        return lenient_convert(await self.request("GET", "/version"), Version)
+        return decode_one(await self.request("GET", "/version"), Version, "version")
 
     async def request(
         self,
@@ -349,6 +375,7 @@ class ProxmoxClient:
                     data=params if method in _BODY_METHODS else None,
                     headers=headers,
                     timeout=httpx.Timeout(timeout if timeout is not None else self._timeout),
+                    extensions=self._extensions,
                 )
             except (ProxmoxUnreachable, ProxmoxConnectTimeout) as exc:
                 # The certificate probe failed before anything was sent.
@@ -366,7 +393,9 @@ class ProxmoxClient:
                         self._ticket = None
                     continue
                 error = error_for_response(response, method, path, self._secrets())
-                if method == "GET" and type(error) is ProxmoxServerError and attempt < self._retries:
+                # 595: pveproxy could not connect to where it proxies, so nothing ran: any method may retry.
+                retry_any = response.status_code == 595
+                if (retry_any or (method == "GET" and type(error) is ProxmoxServerError)) and attempt < self._retries:
                     await self._sleep_backoff(attempt)
                     attempt += 1
                     continue
@@ -409,10 +438,19 @@ class ProxmoxClient:
         return self._http
 
     async def _build_http(self) -> httpx.AsyncClient:
+        base_url = httpx.URL(self.base_url + "/api2/json")
+        headers = {"Accept": "application/json", "User-Agent": "infrahaus-proxmox"}
+        if self._resolver is not None:
+            self._address = await self._resolver(self.host, self.port)
+            if self._address != self.host:
+                headers["Host"] = base_url.netloc.decode("ascii")
+                base_url = base_url.copy_with(host=self._address)
+                if base_url.scheme == "https":
+                    self._extensions = {"sni_hostname": self.host}
         common: dict[str, Any] = {
-            "base_url": self.base_url + "/api2/json",
+            "base_url": base_url,
             "timeout": httpx.Timeout(self._timeout),
-            "headers": {"Accept": "application/json", "User-Agent": "infrahaus-proxmox"},
+            "headers": headers,
             "event_hooks": self._event_hooks,
             "follow_redirects": False,
             # Proxy and CA settings from the environment must not change whom the token is sent to.
@@ -428,7 +466,7 @@ class ProxmoxClient:
         if self._tls.mode == "verified":
             return ssl.create_default_context(cadata=self._tls.ca_pem) if self._tls.ca_pem else True
         expected = self._tls.fingerprint
-        seen = await fetch_certificate(self.host, self.port, timeout=self._timeout)
+        seen = await fetch_certificate(self.host, self.port, timeout=self._timeout, address=self._address)
         if seen.fingerprint_sha256 != expected:
             raise ProxmoxTlsError(
                 f"certificate of {self.host}:{self.port} has fingerprint {seen.fingerprint_sha256}, "

@@ -4,6 +4,17 @@ Messages keep Proxmox's own wording (it puts the reason in the HTTP reason phras
 contain a token secret or password.
 """
 
+import re
+
+_LOCKED_RE = re.compile(r"\bis locked\b|can't lock file|locked \(", re.IGNORECASE)
+
+
+def is_lock_message(text: str) -> bool:
+    """Whether a Proxmox message says a guest is locked: ``CT is locked (backup)`` (the config lock, pve-guest-common
+    AbstractConfig.pm check_lock) or ``can't lock file '/run/lock/lxc/pve-config-100.lock' - got timeout`` (its config
+    file lock, pve-common Tools.pm lock_file_full)."""
+    return bool(_LOCKED_RE.search(text))
+
 
 class ProxmoxError(Exception):
     """Root of every error raised by `infrahaus_proxmox`.
@@ -26,15 +37,16 @@ class ProxmoxError(Exception):
         return f"{self.message} ({self.method} {self.path}{status})"
 
 
-class ProxmoxUnreachable(ProxmoxError):  # noqa: N818 - names agreed in INTERFACES.md
+class ProxmoxUnreachable(ProxmoxError):
     """The node could not be reached: connection refused, DNS failure, reset, or Proxmox's 595."""
 
 
 class ProxmoxProxyError(ProxmoxUnreachable):
-    """596: the contacted node could not proxy the request to the target node. Never retried."""
+    """596/597/599: proxying the request failed after it may have been sent (TLS or timeout while sending, the
+    answer broke off, or was garbled). The request may have run: never retried."""
 
 
-class ProxmoxTimeout(ProxmoxError):  # noqa: N818 - names agreed in INTERFACES.md
+class ProxmoxTimeout(ProxmoxError):
     """A request or a task wait took longer than its timeout."""
 
 
@@ -46,11 +58,16 @@ class ProxmoxTlsError(ProxmoxError):
     """TLS verification failed, including a certificate that does not match the pinned fingerprint."""
 
 
+class ProxmoxTlsHandshakeError(ProxmoxTlsError):
+    """No TLS handshake was possible at all (the port speaks something else): unlike a certificate that is not
+    trusted, this says the peer is no HTTPS server."""
+
+
 class ProxmoxAuthError(ProxmoxError):
     """401: wrong credentials, unknown/revoked token, or an expired ticket that could not be renewed."""
 
 
-class ProxmoxTfaRequired(ProxmoxAuthError):  # noqa: N818 - names agreed in INTERFACES.md
+class ProxmoxTfaRequired(ProxmoxAuthError):
     """The login answer asks for a second factor, which this client does not complete."""
 
 
@@ -58,15 +75,15 @@ class ProxmoxPermissionError(ProxmoxError):
     """403: authenticated, but the user or token lacks the privilege."""
 
 
-class ProxmoxNotFound(ProxmoxError):  # noqa: N818 - names agreed in INTERFACES.md
+class ProxmoxNotFound(ProxmoxError):
     """The object does not exist (404, or Proxmox's 500 "... does not exist")."""
 
 
-class ProxmoxLocked(ProxmoxError):  # noqa: N818 - names agreed in INTERFACES.md
+class ProxmoxLocked(ProxmoxError):
     """The guest is locked ("CT is locked (create)", "can't lock file ...")."""
 
 
-class ProxmoxConflict(ProxmoxError):  # noqa: N818 - names agreed in INTERFACES.md
+class ProxmoxConflict(ProxmoxError):
     """The object already exists ("CT 100 already exists")."""
 
 
@@ -97,11 +114,24 @@ class ProxmoxResponseError(ProxmoxError):
     """The node answered with a body this client cannot make sense of."""
 
 
-class ProxmoxTaskFailed(ProxmoxError):  # noqa: N818 - names agreed in INTERFACES.md
-    """A task ended with an exit status other than OK/WARNINGS; `log_tail` holds its last log lines."""
+class ProxmoxTaskFailed(ProxmoxError):
+    """A task ended with an exit status other than OK/WARNINGS; `log_tail` holds its last log lines.
+
+    ``unexpected status`` means the task's process died without a last log line (node reboot, daemon killed).
+    """
 
     def __init__(self, upid: str, exitstatus: str, log_tail: list[str]):
         super().__init__(f"task {upid} failed: {exitstatus}")
         self.upid = upid
         self.exitstatus = exitstatus
         self.log_tail = list(log_tail)
+
+    @property
+    def locked(self) -> bool:
+        """The task failed on the container's lock (start/stop/shutdown check it inside the task)."""
+        return is_lock_message(self.exitstatus)
+
+    @property
+    def killed(self) -> bool:
+        """The task died mid-way (pve-common UPID.pm: no ``TASK OK/ERROR`` line -> ``unexpected status``)."""
+        return self.exitstatus == "unexpected status"

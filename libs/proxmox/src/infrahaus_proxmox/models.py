@@ -30,6 +30,18 @@ class Ticket(msgspec.Struct, kw_only=True):
         return f"Ticket(username={self.username!r}, ticket='***', csrf_token='***')"
 
 
+class PveUser(msgspec.Struct, kw_only=True):
+    """One account of user.cfg as GET /access/users/{userid} shows it (only what infrahaus reads)."""
+
+    enable: bool = True
+    # Seconds since the epoch; 0: never expires.
+    expire: int = 0
+
+    def active(self, now: float) -> bool:
+        """Whether Proxmox would let this account log in at `now` (AccessControl.pm check_user_enabled)."""
+        return self.enable and (self.expire == 0 or self.expire >= now)
+
+
 class NodeSummary(msgspec.Struct, kw_only=True):
     """One entry of GET /nodes. `status` is "online", "offline", "unknown" or whatever Proxmox adds."""
 
@@ -201,13 +213,38 @@ class LxcStatus(LxcSummary, kw_only=True):
     """GET /nodes/{node}/lxc/{vmid}/status/current."""
 
 
+class LxcAddress(msgspec.Struct, kw_only=True):
+    """One address of an interface (``ip-addresses`` entry)."""
+
+    ip_address: str = msgspec.field(name="ip-address")
+    ip_address_type: str = msgspec.field(name="ip-address-type", default="")
+    prefix: int | None = None
+
+
 class LxcInterface(msgspec.Struct, kw_only=True):
-    """GET /nodes/{node}/lxc/{vmid}/interfaces entry; `inet` like "10.0.0.5/24"."""
+    """GET /nodes/{node}/lxc/{vmid}/interfaces entry (pve-container LXC.pm get_interfaces, from ``ip --json a``);
+    `inet` like "10.0.0.5/24" (the last IPv4 address; `addresses` has all). An interface whose network is not up
+    yet (DHCP pending) has no `inet`."""
 
     name: str
     hwaddr: str = ""
     inet: str | None = None
     inet6: str | None = None
+    addresses: list[LxcAddress] = msgspec.field(name="ip-addresses", default_factory=list)
+
+
+class LxcPending(msgspec.Struct, kw_only=True):
+    """GET /nodes/{node}/lxc/{vmid}/pending entry: a config key, its current value, and a value (or deletion) that
+    waits for the next start."""
+
+    key: str
+    value: str | None = None
+    pending: str | None = None
+    delete: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.pending is not None or bool(self.delete)
 
 
 class TaskStatus(msgspec.Struct, kw_only=True):
@@ -220,6 +257,7 @@ class TaskStatus(msgspec.Struct, kw_only=True):
     type: str = ""
     id: str = ""
     user: str = ""
+    tokenid: str | None = None
     pid: int = 0
     pstart: int = 0
     starttime: int = 0
@@ -235,12 +273,51 @@ class TaskStatus(msgspec.Struct, kw_only=True):
         return not self.running and self.exitstatus is not None and _task_ok(self.exitstatus)
 
 
+class TaskEntry(msgspec.Struct, kw_only=True):
+    """GET /nodes/{node}/tasks entry: `status` is the exit status of a finished task, ``RUNNING`` for an active
+    one (listed only with ``source=active|all``)."""
+
+    upid: str
+    node: str = ""
+    type: str = ""
+    id: str = ""
+    user: str = ""
+    tokenid: str | None = None
+    starttime: int = 0
+    endtime: int | None = None
+    status: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "RUNNING"
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.running and self.status is not None and _task_ok(self.status)
+
+    @property
+    def authid(self) -> str:
+        """Who started it: ``user!tokenid`` for a token, else the user."""
+        return f"{self.user}!{self.tokenid}" if self.tokenid else self.user
+
+
 def _task_ok(exitstatus: str) -> bool:
     return exitstatus == "OK" or exitstatus.startswith("WARNINGS")
 
 
 def _render_bool(value: bool) -> str:
     return "1" if value else "0"
+
+
+_PROPERTY_BREAKERS = re.compile(r"[,=;\s\x00-\x1f\x7f]")
+
+
+def property_value(key: str, value: str) -> str:
+    """A value for one key of a Proxmox property string (``net0``, ``features``, ``rootfs``); ValueError when it
+    holds a character that would end the value or start another key (``,`` ``=`` ``;``, whitespace, control)."""
+    if not value or _PROPERTY_BREAKERS.search(value):
+        raise ValueError(f"invalid value for {key!r} in a Proxmox property string: {value!r:.80}")
+    return value
 
 
 class LxcNetwork(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -280,11 +357,11 @@ class LxcNetwork(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def render(self) -> str:
         """The property string Proxmox expects for ``netN``."""
-        parts = [f"name={self.name}"]
+        parts = [f"name={property_value('name', self.name)}"]
         for key in ("bridge", "hwaddr", "ip", "gw", "ip6", "gw6", "tag", "mtu", "rate", "type"):
             value = getattr(self, key)
             if value is not None:
-                parts.append(f"{key}={value}")
+                parts.append(f"{key}={property_value(key, str(value))}")
         if self.firewall is not None:
             parts.append(f"firewall={_render_bool(self.firewall)}")
         return ",".join(parts)
@@ -323,7 +400,7 @@ class LxcFeatures(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """Only enabled features are listed; an empty string means none."""
         parts = [f"{name}=1" for name in ("nesting", "keyctl", "fuse", "mknod", "force_rw_sys") if getattr(self, name)]
         if self.mount:
-            parts.append("mount=" + ";".join(self.mount))
+            parts.append("mount=" + ";".join(property_value("mount", fs) for fs in self.mount))
         return ",".join(parts)
 
 
@@ -494,7 +571,7 @@ class LxcCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         params: dict[str, str] = {
             "vmid": str(self.vmid),
             "ostemplate": self.ostemplate,
-            "rootfs": self.rootfs,
+            "rootfs": property_value("rootfs", self.rootfs),
             "unprivileged": _render_bool(self.unprivileged),
             "start": _render_bool(self.start),
         }
@@ -526,5 +603,5 @@ class LxcCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.protection is not None:
             params["protection"] = _render_bool(self.protection)
         if self.tags:
-            params["tags"] = ";".join(self.tags)
+            params["tags"] = ";".join(property_value("tags", tag) for tag in self.tags)
         return params

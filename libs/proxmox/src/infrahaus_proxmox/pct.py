@@ -8,9 +8,17 @@ Host key: `SshTarget.host_key` pins the node's key (an OpenSSH public key line);
 is refused with `SshHostKeyMismatch`. Without a pin the first key seen is accepted, reported by
 `connect()`/`host_key` for the caller to store, and pinned for the rest of the runner's life.
 
-Timeouts: every command runs under the node's coreutils ``timeout`` (so it cannot outlive a lost
-client, which a non-PTY SSH session would allow) and a local deadline a little later; either one
-raises `PctTimeout`.
+Environment and timeouts: `pct exec` passes the SSH session's environment into the container (``--keep-env`` is
+pct's default, PATH forced to ``/sbin:/bin:/usr/sbin:/usr/bin``: pve-container ``src/PVE/CLI/pct.pm``), so every
+command runs as ``env -i PATH=… LC_ALL=C.UTF-8 HOME=/root timeout -k 10 <limit> <argv>``: a clean, explicit
+environment, and a time limit enforced *inside* the container, so a timed-out step cannot leave apt or dpkg running
+and holding its lock. The node's ``timeout`` around `pct` (a command of a lost non-PTY session keeps running) and a
+local deadline fire a little later; any of them raises `PctTimeout`.
+
+pct's own refusals are recognised by its messages (its exit codes are Perl's errno): ``container '<vmid>' not
+running!`` (`pct exec`) and ``can only push files to a running CT`` (`pct push`) raise `PctNotRunning`. `pct push`
+exits 0 even when writing inside the container failed (it prints the reason, or nothing at all when the copy
+itself fails), so any output of it is a failure, and `verify_files` checks what landed from inside the container.
 
 Reconnect rule: a connection found dead *before* a command is sent (closed while idle, or the
 channel cannot be opened) is re-established once and the command is sent on the new connection.
@@ -19,6 +27,7 @@ effects: `SshConnectionLost` is raised and the next call reconnects.
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
@@ -39,17 +48,35 @@ Stream = Literal["stdout", "stderr"]
 _LOCAL_GRACE = 2.0
 # Remote `timeout` sends TERM, then KILL this many seconds later.
 _KILL_AFTER = 5
-_TIMEOUT_EXIT = 124
+# Inside the container: TERM at the limit, KILL this many seconds later; the node's `timeout` around `pct exec`
+# fires this much later still, so the one inside wins and takes the command's process group with it.
+_CT_KILL_AFTER = 10
+_NODE_MARGIN = _CT_KILL_AFTER + _KILL_AFTER
+_TIMEOUT_EXITS = frozenset({124, 128 + 9, 128 + 15})
+# Output bounds, whatever a command prints: a line is cut after this many bytes (the rest is counted, never held);
+# a command keeps its last KEEP_BYTES of lines for its result (older ones are counted). Between the channel and
+# the consumer at most _QUEUE_HIGH lines wait: then reading pauses and SSH flow control stops the command's writes
+# until the consumer caught up to _QUEUE_LOW.
+MAX_LINE_BYTES = 8 * 1024
+KEEP_BYTES = 1024 * 1024
+_QUEUE_HIGH, _QUEUE_LOW = 256, 64
+# What every command in a container starts with (pct would otherwise pass the SSH session's locale and variables).
+CONTAINER_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "HOME=/root")
 _PUSH_TEMPLATE = "/tmp/infrahaus-push.XXXXXXXXXX"  # noqa: S108 - on the node, made unique by mktemp
-_NOT_RUNNING = re.compile(r"^CT \d+ not running$")
+_NOT_RUNNING = re.compile(r"^(container '\d+' not running!|can only push files to a running CT)$")
 _NO_CONFIG = re.compile(r"^Configuration file '.*' does not exist$")
+_LOCKED = re.compile(r"^(CT is locked \(.*\)|can't lock file '.*' - got timeout)$")
+# Verifies pushed files in one `pct exec`: per path "<size> <octal mode> <uid> <gid>" then the sha256, or "missing".
+_VERIFY = (
+    'for f; do if [ -f "$f" ]; then stat -c "%s %a %u %g" -- "$f" && sha256sum < "$f"; else echo missing; fi; done'
+)
 
 
 class SshError(ProxmoxError):
     """Root of the SSH/pct errors."""
 
 
-class SshUnreachable(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+class SshUnreachable(SshError):
     """The node's SSH port cannot be reached (refused, timed out, reset during the handshake)."""
 
 
@@ -61,16 +88,40 @@ class SshAuthError(SshError):
     """The node refused the credentials."""
 
 
-class SshHostKeyMismatch(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+class SshHostKeyMismatch(SshError):
     """The node presented a host key other than the pinned one."""
 
 
-class PctTimeout(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+class PctTimeout(SshError):
     """A command did not finish within its timeout (it was killed)."""
 
 
-class PctNotRunning(SshError):  # noqa: N818 - names agreed in INTERFACES.md
+class PctNotRunning(SshError):
     """`pct exec`/`pct push` was refused because the container is not running."""
+
+
+class PctPushFailed(SshError):
+    """`pct push` said something (it exits 0 even when writing inside the container failed): its message."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedFile:
+    """What a pushed file must look like inside the container."""
+
+    path: str
+    sha256: str
+    size: int
+    mode: int
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FileMismatch:
+    """A pushed file that is not what was sent: which one, and how (``missing``, ``size``, ``sha256``, ...)."""
+
+    path: str
+    problem: str
 
 
 @dataclass(frozen=True)
@@ -96,12 +147,15 @@ class OutputLine:
 
 @dataclass(slots=True)
 class ExecResult:
-    """A finished command: exit code and output lines, per stream and in arrival order."""
+    """A finished command: exit code and its last output lines (at most `KEEP_BYTES`), per stream and in arrival
+    order; `omitted_lines`/`omitted_bytes` count what came before them and was not kept."""
 
     exit_code: int
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     lines: list[OutputLine] = field(default_factory=list)
+    omitted_lines: int = 0
+    omitted_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -112,21 +166,55 @@ OnLine = Callable[[OutputLine], Awaitable[None] | None]
 
 
 class _Session(asyncssh.SSHClientSession[bytes]):
-    """Splits channel data into lines per stream, queued in exact arrival order."""
+    """Splits channel data into lines per stream, queued in exact arrival order; bounded (see `MAX_LINE_BYTES`):
+    a line never holds more than `MAX_LINE_BYTES`, and reading pauses while `_QUEUE_HIGH` lines wait."""
 
     def __init__(self) -> None:
         self.events: asyncio.Queue[OutputLine | None] = asyncio.Queue()
         self.exit_status: int | None = None
         self.lost: Exception | None = None
-        self._partial: dict[Stream, bytes] = {"stdout": b"", "stderr": b""}
+        self._partial: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self._cut: dict[Stream, int] = {"stdout": 0, "stderr": 0}
+        self._chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self._paused = False
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._chan = chan
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         stream: Stream = "stderr" if datatype == asyncssh.EXTENDED_DATA_STDERR else "stdout"
-        buffered = self._partial[stream] + data
-        *complete, rest = buffered.split(b"\n")
-        self._partial[stream] = rest
-        for raw in complete:
-            self.events.put_nowait(OutputLine(stream, _decode(raw)))
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            self._take(stream, data[start : len(data) if end < 0 else end])
+            if end < 0:
+                break
+            self._emit(stream)
+            start = end + 1
+        if self.events.qsize() >= _QUEUE_HIGH and not self._paused and self._chan is not None:
+            self._paused = True
+            self._chan.pause_reading()
+
+    def consumed(self) -> None:
+        """The consumer took a line: resume reading once the queue has drained enough."""
+        if self._paused and self.events.qsize() <= _QUEUE_LOW and self._chan is not None:
+            self._paused = False
+            self._chan.resume_reading()
+
+    def _take(self, stream: Stream, chunk: bytes) -> None:
+        partial = self._partial[stream]
+        room = MAX_LINE_BYTES - len(partial)
+        if room > 0:
+            partial += chunk[:room]
+        self._cut[stream] += max(0, len(chunk) - max(room, 0))
+
+    def _emit(self, stream: Stream) -> None:
+        text = _decode(bytes(self._partial[stream]))
+        if self._cut[stream]:
+            text += f" [... {self._cut[stream]} more bytes of this line cut]"
+        self._partial[stream] = bytearray()
+        self._cut[stream] = 0
+        self.events.put_nowait(OutputLine(stream, text))
 
     def exit_status_received(self, status: int) -> None:
         self.exit_status = status
@@ -135,10 +223,9 @@ class _Session(asyncssh.SSHClientSession[bytes]):
         self.exit_status = 128 + 9 if signal == "KILL" else 128 + 15
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for stream, rest in self._partial.items():
-            if rest:
-                self.events.put_nowait(OutputLine(stream, _decode(rest)))
-        self._partial = {"stdout": b"", "stderr": b""}
+        for stream in ("stdout", "stderr"):
+            if self._partial[stream] or self._cut[stream]:
+                self._emit(stream)
         self.lost = exc
         self.events.put_nowait(None)
 
@@ -153,13 +240,42 @@ class ExecStream:
     Raises `PctTimeout`, `SshConnectionLost` or `PctNotRunning` like `PctExecRunner.exec`.
     """
 
-    def __init__(self, runner: "PctExecRunner", command: str, timeout: float, stdin: bytes | None) -> None:
+    def __init__(
+        self,
+        runner: "PctExecRunner",
+        command: str,
+        timeout: float,
+        stdin: bytes | None,
+        *,
+        grace: float = _LOCAL_GRACE,
+        keep_bytes: int = KEEP_BYTES,
+    ) -> None:
         self._runner = runner
         self._command = command
         self._timeout = timeout
         self._stdin = stdin
+        self._grace = grace
         self.exit_code: int | None = None
-        self.lines: list[OutputLine] = []
+        # The last lines (at most `keep_bytes` of text), and what was let go before them.
+        self._kept: collections.deque[OutputLine] = collections.deque()
+        self._kept_bytes = 0
+        self.keep_bytes = keep_bytes
+        self.omitted_lines = 0
+        self.omitted_bytes = 0
+
+    @property
+    def lines(self) -> list[OutputLine]:
+        """The command's last output lines (at most `keep_bytes`), in arrival order."""
+        return list(self._kept)
+
+    def _keep(self, line: OutputLine) -> None:
+        self._kept.append(line)
+        self._kept_bytes += len(line.text)
+        while self._kept_bytes > self.keep_bytes and len(self._kept) > 1:
+            dropped = self._kept.popleft()
+            self._kept_bytes -= len(dropped.text)
+            self.omitted_lines += 1
+            self.omitted_bytes += len(dropped.text)
 
     def __aiter__(self) -> AsyncIterator[OutputLine]:
         return self._iterate()
@@ -169,7 +285,7 @@ class ExecStream:
         # no earlier than this clock's timeout.
         started = time.monotonic()
         chan, session = await self._runner._open(self._command)
-        deadline = started + self._timeout + _LOCAL_GRACE
+        deadline = started + self._timeout + self._grace
         try:
             # A command that exits before reading its input closes the channel under us; its exit
             # status still arrives through the session.
@@ -185,33 +301,53 @@ class ExecStream:
                     raise PctTimeout(f"command timed out after {self._timeout:g}s") from None
                 if event is None:
                     break
-                self.lines.append(event)
+                session.consumed()
+                self._keep(event)
                 yield event
         finally:
             chan.close()
         if session.exit_status is None:
             self._runner._forget_connection()
             raise SshConnectionLost("connection to the node was lost while the command was running")
-        if session.exit_status == _TIMEOUT_EXIT and time.monotonic() - started >= self._timeout:
+        # coreutils' timeout exits 124; busybox's (Alpine) reports the signal's 128+N instead.
+        if session.exit_status in _TIMEOUT_EXITS and time.monotonic() - started >= self._timeout:
             raise PctTimeout(f"command timed out after {self._timeout:g}s")
         self.exit_code = session.exit_status
         _raise_for_pct(self.exit_code, [line.text for line in self.lines if line.stream == "stderr"])
 
 
 def _raise_for_pct(exit_code: int, stderr: Sequence[str]) -> None:
-    """Turn pct's own refusals (not the container command's failures) into typed errors."""
+    """Turn pct's own refusals (not the container command's failures) into typed errors. pct dies with Perl's
+    errno as its exit code, so the message decides, and only when the exit code is not 0."""
     last = stderr[-1] if stderr else ""
-    if exit_code == 255 and _NOT_RUNNING.match(last):
+    if exit_code == 0:
+        return
+    if _NOT_RUNNING.match(last):
         raise PctNotRunning(last)
-    if exit_code in (2, 255) and _NO_CONFIG.match(last):
+    if _NO_CONFIG.match(last):
         raise ProxmoxNotFound(last)
+    if _LOCKED.match(last):
+        raise ProxmoxLocked(last)
 
 
 class PctExecRunner:
     """One SSH connection to one Proxmox node, running `pct` commands (see the module docstring)."""
 
-    def __init__(self, target: SshTarget, *, connect_timeout: float = 10.0, keepalive_interval: float = 15.0) -> None:
+    def __init__(
+        self,
+        target: SshTarget,
+        *,
+        connect_timeout: float = 10.0,
+        keepalive_interval: float = 15.0,
+        resolver: Callable[[str, int], Awaitable[str]] | None = None,
+        on_host_key: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        """`resolver` gives the address to connect to (asked before every connection; it may refuse by raising).
+        `on_host_key` is awaited with the key an unpinned node presented, before any command is sent: it stores
+        the pin, or raises to refuse the key (the connection is then closed)."""
         self._target = target
+        self._resolver = resolver
+        self._on_host_key = on_host_key
         self._connect_timeout = connect_timeout
         self._keepalive_interval = keepalive_interval
         self._conn: asyncssh.SSHClientConnection | None = None
@@ -267,9 +403,10 @@ class PctExecRunner:
         known_hosts: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None = None
         if self._pinned is not None:
             known_hosts = ([asyncssh.import_public_key(self._pinned)], [], [])
+        address = await self._resolver(target.host, target.port) if self._resolver is not None else target.host
         try:
             conn = await asyncssh.connect(
-                target.host,
+                address,
                 target.port,
                 username=target.username,
                 password=target.password,
@@ -295,6 +432,12 @@ class PctExecRunner:
         key = conn.get_server_host_key()
         assert key is not None
         self._seen = _key_line(key.export_public_key("openssh").decode())
+        if self._pinned is None and self._on_host_key is not None:
+            try:
+                await self._on_host_key(self._seen)
+            except BaseException:
+                conn.abort()
+                raise
         # Trust on first use: later reconnects must meet the same key.
         self._pinned = self._seen
         return conn
@@ -326,8 +469,13 @@ class PctExecRunner:
     # ------------------------------------------------------------------ commands
 
     def stream(self, vmid: int, argv: Sequence[str], *, timeout: float, stdin: bytes | None = None) -> ExecStream:
-        """Run ``argv`` in container ``vmid`` and iterate over its output lines as they arrive."""
-        return ExecStream(self, _remote(["pct", "exec", str(vmid), "--", *argv], timeout), timeout, stdin)
+        """Run ``argv`` in container ``vmid`` (clean environment, time limit inside the container) and iterate over
+        its output lines as they arrive."""
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        inner = ["env", "-i", *CONTAINER_ENV, "timeout", "-k", str(_CT_KILL_AFTER), f"{timeout:g}", *argv]
+        command = _remote(["pct", "exec", str(vmid), "--", *inner], timeout + _NODE_MARGIN)
+        return ExecStream(self, command, timeout, stdin, grace=_NODE_MARGIN + _LOCAL_GRACE)
 
     async def exec(
         self,
@@ -363,7 +511,12 @@ class PctExecRunner:
                 if outcome is not None:
                     await outcome
         assert stream.exit_code is not None
-        result = ExecResult(exit_code=stream.exit_code, lines=stream.lines)
+        result = ExecResult(
+            exit_code=stream.exit_code,
+            lines=stream.lines,
+            omitted_lines=stream.omitted_lines,
+            omitted_bytes=stream.omitted_bytes,
+        )
         for line in stream.lines:
             (result.stdout if line.stream == "stdout" else result.stderr).append(line.text)
         return result
@@ -380,7 +533,9 @@ class PctExecRunner:
         """Write ``content`` to ``path`` in container ``vmid`` with ``mode``.
 
         Goes through a host temp file created with mode 0600 (``mktemp``), filled over stdin, and
-        `pct push --perms`; the temp file is removed whatever happens.
+        `pct push --perms`; the temp file is removed whatever happens. pct's refusals raise `PctNotRunning` /
+        `ProxmoxLocked`; anything it prints raises `PctPushFailed` (it exits 0 either way). A silent failure of
+        the copy is only seen by `verify_files`.
         """
         if not path.startswith("/"):
             raise ValueError(f"container path must be absolute: {path!r}")
@@ -397,6 +552,9 @@ class PctExecRunner:
             pushed = await self.run_host(["pct", "push", str(vmid), temp, path, "--perms", f"{mode:04o}"], timeout)
             _raise_for_pct(pushed.exit_code, pushed.stderr)
             _check(pushed, "pct push")
+            said = [line for line in pushed.stderr + pushed.stdout if line.strip()]
+            if said:
+                raise PctPushFailed(f"pct push to {path} failed: {said[-1]}")
             pushed_ok = True
         finally:
             try:
@@ -407,18 +565,55 @@ class PctExecRunner:
                     raise
                 log.warning("could not remove the temporary file %s on %s", temp, self._target.host)
 
+    async def verify_files(
+        self,
+        vmid: int,
+        expected: Sequence[ExpectedFile],
+        *,
+        timeout: float = 60.0,  # noqa: ASYNC109 - also enforced inside the container
+    ) -> list[FileMismatch]:
+        """Check pushed files from inside the container, all in one `pct exec`: size, sha256, mode and owner.
+        Returns what differs (empty when every file is as sent)."""
+        if not expected:
+            return []
+        argv = ["sh", "-c", _VERIFY, "infrahaus-verify", *(file.path for file in expected)]
+        result = await self.exec(vmid, argv, timeout=timeout)
+        if result.exit_code != 0:
+            detail = result.stderr[-1] if result.stderr else f"exit code {result.exit_code}"
+            raise SshError(f"verifying pushed files failed: {detail}")
+        lines = list(result.stdout)
+        mismatches: list[FileMismatch] = []
+        for file in expected:
+            first = lines.pop(0) if lines else "missing"
+            if first == "missing":
+                mismatches.append(FileMismatch(file.path, "missing"))
+                continue
+            digest = lines.pop(0).split()[0] if lines else ""
+            size, mode, uid, gid = [*first.split(), "", "", "", ""][:4]
+            if size != str(file.size):
+                mismatches.append(FileMismatch(file.path, f"size {size}, expected {file.size}"))
+            elif digest != file.sha256:
+                mismatches.append(FileMismatch(file.path, "sha256 differs"))
+            elif mode != f"{file.mode:o}":
+                mismatches.append(FileMismatch(file.path, f"mode {mode}, expected {file.mode:o}"))
+            elif (uid, gid) != (str(file.uid), str(file.gid)):
+                mismatches.append(FileMismatch(file.path, f"owner {uid}:{gid}, expected {file.uid}:{file.gid}"))
+        return mismatches
+
     async def set_features(self, vmid: int, features: dict[str, bool], *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """Apply container features with ``pct set <vmid> --features nesting=1,keyctl=1`` (needs root@pam's SSH)."""
+        """Apply container features with ``pct set <vmid> --features nesting=1,keyctl=1`` (needs root@pam's SSH).
+        On a running container Proxmox keeps the change pending until the next start."""
         value = ",".join(f"{name}={int(enabled)}" for name, enabled in features.items())
         result = await self.run_host(["pct", "set", str(vmid), "--features", value], timeout)
         _raise_for_pct(result.exit_code, result.stderr)
-        if result.exit_code != 0 and any(line.startswith("CT is locked") for line in result.stderr):
-            raise ProxmoxLocked(result.stderr[-1])
         _check(result, "pct set")
 
     async def unlock(self, vmid: int, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """Clear a stale lock (e.g. ``lock: create`` left by a crashed task) with ``pct unlock``."""
+        """Clear a stale lock (e.g. ``lock: create`` left by a crashed task) with ``pct unlock``; a container that
+        holds no lock (pct: ``no lock found trying to remove any lock``) is fine."""
         result = await self.run_host(["pct", "unlock", str(vmid)], timeout)
+        if result.exit_code != 0 and result.stderr and result.stderr[-1].startswith("no lock found"):
+            return
         _raise_for_pct(result.exit_code, result.stderr)
         _check(result, "pct unlock")
 

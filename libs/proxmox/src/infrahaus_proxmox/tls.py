@@ -10,6 +10,7 @@ after the probe fails the handshake of the real connection.
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import re
 import ssl
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Literal
 import msgspec
 from cryptography import x509
 
-from infrahaus_proxmox.errors import ProxmoxConnectTimeout, ProxmoxTlsError, ProxmoxUnreachable
+from infrahaus_proxmox.errors import ProxmoxConnectTimeout, ProxmoxTlsHandshakeError, ProxmoxUnreachable
 
 TlsMode = Literal["verified", "pinned", "insecure"]
 
@@ -79,6 +80,15 @@ class CertificateInfo(msgspec.Struct, frozen=True, kw_only=True):
     pem: str
 
 
+def _sni(host: str) -> str | None:
+    """The name to send as SNI: none for an address literal (TLS forbids it)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host
+    return None
+
+
 def _probe_context() -> ssl.SSLContext:
     # The probe only reads the certificate; trust is decided by the caller from its fingerprint.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -96,21 +106,33 @@ def pinned_ssl_context(pem: str) -> ssl.SSLContext:
     return context
 
 
-async def fetch_certificate(host: str, port: int, timeout: float = 5.0) -> CertificateInfo:  # noqa: ASYNC109
+async def fetch_certificate(
+    host: str,
+    port: int,
+    timeout: float = 5.0,  # noqa: ASYNC109
+    *,
+    address: str | None = None,
+) -> CertificateInfo:
     """Fetch the leaf certificate a TLS server presents, without sending any application data.
 
+    `address` is where to connect (an address the caller resolved and checked); `host` stays the name sent as SNI.
     Raises ProxmoxUnreachable (refused, DNS), ProxmoxConnectTimeout, or ProxmoxTlsError when no
     TLS handshake is possible.
     """
     try:
         async with asyncio.timeout(timeout):
             _reader, writer = await asyncio.open_connection(
-                host, port, ssl=_probe_context(), server_hostname=host, ssl_handshake_timeout=timeout
+                address or host,
+                port,
+                ssl=_probe_context(),
+                server_hostname=_sni(host),
+                ssl_handshake_timeout=timeout,
             )
     except TimeoutError as exc:
         raise ProxmoxConnectTimeout(f"timed out connecting to {host}:{port}") from exc
     except ssl.SSLError as exc:
-        raise ProxmoxTlsError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from exc
+        # The reason is the local TLS library's (e.g. WRONG_VERSION_NUMBER), never bytes the peer sent.
+        raise ProxmoxTlsHandshakeError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from exc
     except OSError as exc:
         raise ProxmoxUnreachable(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
     try:
@@ -122,7 +144,7 @@ async def fetch_certificate(host: str, port: int, timeout: float = 5.0) -> Certi
             async with asyncio.timeout(1.0):
                 await writer.wait_closed()
     if not der:
-        raise ProxmoxTlsError(f"{host}:{port} presented no certificate")
+        raise ProxmoxTlsHandshakeError(f"{host}:{port} presented no certificate")
     cert = x509.load_der_x509_certificate(der)
     return CertificateInfo(
         fingerprint_sha256=fingerprint_of(der),

@@ -3,40 +3,40 @@
 from typing import Any
 
 import dramatiq
-from advanced_alchemy.config import AsyncSessionConfig
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+import msgspec
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Request, Router
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
+from litestar.middleware import DefineMiddleware
 from litestar.routes import HTTPRoute
-from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
-from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from infrahaus_api.auth import AuthMiddleware, provide_auth_info, provide_current_user
+from infrahaus_api.auth import AuthMiddleware
+from infrahaus_api.batches.controller import BatchController
 from infrahaus_api.buckets.controller import PackageBucketController
 from infrahaus_api.containers.controller import ContainerController
-from infrahaus_api.containers.read_controller import ContainerReadController, build_inventory
-from infrahaus_api.containers.resources import build_container_resources
+from infrahaus_api.containers.read_controller import ContainerReadController
+from infrahaus_api.day_two.controller import DayTwoController
+from infrahaus_api.db import request_session_config
+from infrahaus_api.deps import dependencies
 from infrahaus_api.errors import PROBLEM_RESPONSES, UnsupportedMediaType, exception_to_problem
+from infrahaus_api.etag import NOT_MODIFIED, etag_middleware
+from infrahaus_api.events.controller import EventStreamController
 from infrahaus_api.health import live, ready
-from infrahaus_api.idempotency import provide_idempotency
 from infrahaus_api.nodes.controller import NodeController
 from infrahaus_api.observability import metrics, request_context_middleware
 from infrahaus_api.openapi import StrictStructSchemaPlugin, openapi_config
 from infrahaus_api.operations.controller import OperationController
-from infrahaus_api.resources import AppResources
+from infrahaus_api.resources import build_resources
 from infrahaus_api.templates.controller import TemplateController
 from infrahaus_api.users.controller import AuthController
+from infrahaus_api.validation import check, humanize
 from infrahaus_api.vmids.controller import VmidController
-from infrahaus_domain.crypto import SecretBox
-from infrahaus_domain.db import create_engine
+from infrahaus_api.webhooks.controller import WebhookController
+from infrahaus_domain.errors import FieldError, SettingsError, ValidationFailed
 from infrahaus_domain.events.logbuffer import LogStore
-from infrahaus_domain.ports import build_ports
+from infrahaus_domain.nodes.list_cache import node_list_watch
 from infrahaus_domain.settings import Settings
 
 # Every controller under /api, one line each.
@@ -48,7 +48,11 @@ API_ROUTES: list[ControllerRouterHandler] = [
     VmidController,
     ContainerController,
     ContainerReadController,
+    DayTwoController,
+    BatchController,
     OperationController,
+    EventStreamController,
+    WebhookController,
 ]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -60,100 +64,65 @@ def create_app(
     """Build the API for `settings`; nothing is read from the environment here.
 
     `broker` and `log_store` are injected by the embedded mode (shared with its in-process worker) and by tests.
+    Handlers reach the process's resources only through dependencies (`infrahaus_api.deps`); `app.state.resources`
+    is the same object, for the composition root and tests.
     """
-    resources = _build_resources(settings)
-    containers = build_container_resources(
-        settings, resources.ports, resources.secret_box, broker=broker, log_store=log_store
-    )
-    inventory = build_inventory(settings, resources)
-    sqlalchemy = SQLAlchemyAsyncConfig(
-        engine_instance=resources.engine,
-        session_config=AsyncSessionConfig(expire_on_commit=False),
-        before_send_handler="autocommit",
-        # Its default handler answers repository errors in a non-problem shape; errors.py maps them instead.
-        set_default_exception_handler=False,
-    )
+    settings.sessions.check()
+    resources = build_resources(settings, broker=broker, log_store=log_store)
+    sqlalchemy = request_session_config(resources.engine, node_list_watch(resources.ports.invalidation))
     api = Router(
         path="/api",
         route_handlers=API_ROUTES,
-        middleware=[AuthMiddleware],
-        before_request=_require_json_body,
+        middleware=[DefineMiddleware(AuthMiddleware, resources=resources)],
+        before_request=_check_json_body,
     )
-
-    async def close_resources() -> None:
-        await containers.close()
-        await inventory.aclose()
-        await resources.ports.close()
-        await resources.engine.dispose()
-
     app = Litestar(
         route_handlers=[api, live, ready, metrics],
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, etag_middleware],
         plugins=[SQLAlchemyPlugin(config=sqlalchemy), StrictStructSchemaPlugin()],
-        dependencies={
-            "current_user": Provide(provide_current_user, sync_to_thread=False),
-            "auth_info": Provide(provide_auth_info, sync_to_thread=False),
-            "idempotency": Provide(provide_idempotency, sync_to_thread=False),
-            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
-            "secret_box": Provide(lambda: resources.secret_box, sync_to_thread=False, use_cache=True),
-            "ports": Provide(lambda: resources.ports, sync_to_thread=False, use_cache=True),
-        },
+        dependencies=dependencies(resources),
         exception_handlers={Exception: exception_to_problem},
-        openapi_config=openapi_config(),
+        openapi_config=openapi_config(docs_page=settings.http.docs_page),
         cors_config=_cors(settings),
-        request_max_body_size=settings.max_request_body_bytes,
+        request_max_body_size=settings.http.max_request_body_bytes,
         # Registered so the app's lifespan closes the session store's Redis client.
         stores={"sessions": resources.session_store},
-        on_shutdown=[close_resources],
+        on_shutdown=[resources.close],
         # The process configured logging already (`configure_logging`: JSON or text, redacted, with ids); Litestar's
         # default config would replace the root handlers with its own plain format.
         logging_config=None,
         debug=False,
     )
     app.state.resources = resources
-    app.state.containers = containers
-    app.state.inventory = inventory
     _document_problems(app)
     _fix_options_allow(app)
+    _resolve_dependencies_one_by_one(app)
     return app
 
 
-def _build_resources(settings: Settings) -> AppResources:
-    engine = create_engine(settings.database_url)
-    store: Store
-    if settings.redis_url is None:
-        store = MemoryStore()
-    else:
-        # One client per app instance: redis-py asyncio clients belong to one event loop.
-        store = RedisStore(
-            Redis.from_url(settings.redis_url),
-            namespace=f"{settings.redis_prefix}sessions",
-            handle_client_shutdown=True,
-        )
-    return AppResources(
-        settings=settings,
-        engine=engine,
-        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
-        ports=build_ports(settings.redis_url, settings.redis_prefix),
-        secret_box=SecretBox(settings.encryption_keys),
-        session_store=store,
-    )
-
-
 def _cors(settings: Settings) -> CORSConfig | None:
-    if not settings.cors_origins:
+    if not settings.http.cors_origins:
         return None
+    if "*" in settings.http.cors_origins:
+        # Settings read from the environment refuse it already; settings built in code must not slip past.
+        raise SettingsError("INFRAHAUS_CORS_ORIGINS", "'*' is not allowed (the API allows credentials)")
     return CORSConfig(
-        allow_origins=list(settings.cors_origins),
+        allow_origins=list(settings.http.cors_origins),
         allow_credentials=True,
         allow_headers=["Content-Type", "Authorization", "X-CSRF-Token", "Idempotency-Key", "Last-Event-ID"],
-        expose_headers=["Location", "Retry-After"],
+        # What a page on another origin may read: where a 202's operation lives, when to retry, the ETag to send
+        # back in If-None-Match, and the request id to quote in a bug report.
+        expose_headers=["Location", "Retry-After", "ETag", "X-Request-ID"],
     )
 
 
-async def _require_json_body(request: Request[Any, Any, Any]) -> None:
-    """415 for a body that is not JSON on handlers that read one (a form post never reaches a handler)."""
-    if request.method not in _BODY_METHODS or "data" not in request.route_handler.parsed_fn_signature.parameters:
+async def _check_json_body(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON on handlers that read one (a form post never reaches a handler); 422 listing
+    every invalid field for a JSON body that does not fit the handler's struct (the decoder stops at the first)."""
+    if request.method not in _BODY_METHODS:
+        return
+    parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if parameter is None:
         return
     # An empty body is fine where the body is optional (e.g. shutdown without options); required ones fail later.
     if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
@@ -161,6 +130,28 @@ async def _require_json_body(request: Request[Any, Any, Any]) -> None:
     media_type = request.content_type[0]
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaType("Send the body as JSON with `Content-Type: application/json`.")
+    body_type = parameter.annotation
+    try:
+        raw = msgspec.json.decode(await request.body())
+    except msgspec.DecodeError:
+        return  # malformed JSON: answered by the decoder's own error path
+    except RecursionError:
+        # Litestar's decoder would meet the same limit and answer 500.
+        raise ValidationFailed(
+            [FieldError(field="body", message="nested too deeply")], "The request body is not valid JSON."
+        ) from None
+    except UnicodeDecodeError:
+        raise ValidationFailed(
+            [FieldError(field="body", message="not UTF-8")], "The request body is not valid JSON."
+        ) from None
+    if raw is None and parameter.is_optional:
+        return
+    try:
+        # The same conversion Litestar runs next; a body that passes costs one more conversion, nothing else.
+        msgspec.convert(raw, body_type, strict=False)
+    except msgspec.ValidationError as exc:
+        errors = check(raw, body_type) or [humanize(str(exc), body_type)]
+        raise ValidationFailed(errors) from None
 
 
 def _fix_options_allow(app: Litestar) -> None:
@@ -176,8 +167,29 @@ def _fix_options_allow(app: Litestar) -> None:
                 fn.__closure__[0].cell_contents = route  # type: ignore[index]
 
 
+def _resolve_dependencies_one_by_one(app: Litestar) -> None:
+    # Litestar resolves the dependencies of one depth concurrently, in an anyio task group: two task spawns for a
+    # handler asking for `current_user` and a service. Ours are quick and mostly synchronous (only the database
+    # session is async, and it does no I/O when provided), so resolving them one by one in dependency order
+    # gives the same values for less work.
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for _handler, model in route.route_handler_map.values():
+            if any(len(batch) > 1 for batch in model.dependency_batches):
+                model.dependency_batches = [
+                    {dependency} for batch in model.dependency_batches for dependency in sorted(batch, key=_key)
+                ]
+
+
+def _key(dependency: Any) -> str:
+    return str(dependency.key)
+
+
 def _document_problems(app: Litestar) -> None:
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             if isinstance(handler, HTTPRouteHandler):
                 handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
+                if handler.opt.get("etag"):
+                    handler.responses[304] = NOT_MODIFIED

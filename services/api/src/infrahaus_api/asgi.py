@@ -12,5 +12,5 @@ from infrahaus_domain.settings import Settings
 def app_from_env() -> Litestar:
     """Factory for `uvicorn --factory`: every server process builds its own app (and its own connections)."""
     settings = Settings.from_env(os.environ)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.logging.level, settings.logging.format)
     return create_app(settings)

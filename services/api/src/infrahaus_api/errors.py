@@ -6,9 +6,8 @@ Feature helpers add their DomainError subclasses to `DOMAIN_STATUS`.
 """
 
 import logging
-import re
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, Literal, cast, get_args
 
 import msgspec
 from advanced_alchemy.exceptions import IntegrityError as AAIntegrityError
@@ -22,6 +21,9 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError as SAOperationalError
 
+from infrahaus_api.validation import humanize
+from infrahaus_domain.containers.errors import NoEligibleNodeError
+from infrahaus_domain.containers.placement_schemas import PlacementDecision
 from infrahaus_domain.errors import (
     AuthenticationFailed,
     ConflictError,
@@ -34,15 +36,21 @@ from infrahaus_domain.errors import (
     SettingsError,
     UpstreamUnavailable,
     ValidationFailed,
+    summarize,
 )
 from infrahaus_domain.nodes.errors import (
+    MissingPrivilegesError,
     NodeAuthError,
     NodePermissionError,
     NodeRequestError,
+    NodeSshHostKeyMismatchError,
     NodeTlsError,
     NodeTlsMismatchError,
     NodeUnreachableError,
+    NotAProxmoxNodeError,
 )
+from infrahaus_domain.nodes.privileges import MissingPrivilege
+from infrahaus_domain.outbound import OutboundDeniedError
 from infrahaus_domain.ports import LockTimeout
 
 logger = logging.getLogger("infrahaus.api")
@@ -50,15 +58,90 @@ logger = logging.getLogger("infrahaus.api")
 PROBLEM_JSON = "application/problem+json"
 
 
+# Every `code` a problem can carry: the codes of the domain errors below and of `HTTP_CODES`, and those answered
+# directly. A new code is added here (a test fails otherwise); clients generate an enum from it.
+ProblemCode = Literal[
+    "auth_not_configured",
+    "auth_server_unreachable",
+    "bad_request",
+    "busy",
+    "conflict",
+    "container_busy",
+    "crypto_error",
+    "csrf_failed",
+    "domain_error",
+    "forbidden",
+    "idempotency_key_in_progress",
+    "idempotency_key_reused",
+    "internal_error",
+    "invalid_credentials",
+    "invalid_header",
+    "invalid_state",
+    "method_not_allowed",
+    "missing_privileges",
+    "no_eligible_node",
+    "no_node_configured",
+    "no_template",
+    "node_auth_failed",
+    "node_error",
+    "node_has_containers",
+    "node_name_taken",
+    "node_permission_denied",
+    "node_unreachable",
+    "not_a_proxmox_node",
+    "not_found",
+    "not_ready",
+    "operation_cancelled",
+    "outbound_denied",
+    "ownership_mismatch",
+    "payload_too_large",
+    "permission_denied",
+    "pve_locked",
+    "rate_limited",
+    "secret_shown_once",
+    "secrets_required",
+    "service_unavailable",
+    "session_required",
+    "settings_error",
+    "ssh_auth_failed",
+    "ssh_host_key_mismatch",
+    "ssh_key_invalid",
+    "ssh_not_configured",
+    "template_read_only",
+    "templates_dir_unavailable",
+    "tfa_not_supported",
+    "tls_error",
+    "tls_mismatch",
+    "unauthenticated",
+    "unsupported_media_type",
+    "upstream_unavailable",
+    "validation_failed",
+    "vmid_taken",
+]
+PROBLEM_CODES: frozenset[str] = frozenset(get_args(ProblemCode))
+
+
 class ProblemDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """RFC 9457 problem details plus a stable machine `code` (and per-field `errors` for validation)."""
+    """RFC 9457 problem details plus a stable machine `code` (and per-field `errors` for validation, and for
+    `missing_privileges` every privilege a node's API token lacks, by name and ACL path)."""
 
     type: str
     title: str
     status: int
     detail: str
-    code: str
+    code: Annotated[
+        ProblemCode,
+        msgspec.Meta(
+            description="What went wrong, stable for programs to act on (`unauthenticated`: no valid "
+            "session or token; `invalid_credentials`: a login with a wrong username or password; ...)."
+        ),
+    ]
     errors: list[FieldError] | None = None
+    missing_privileges: list[MissingPrivilege] | None = None
+    placement: Annotated[
+        PlacementDecision | None,
+        msgspec.Meta(description="For `no_eligible_node`: every node with its figures and why it was refused."),
+    ] = None
 
 
 class CsrfFailed(PermissionDenied):
@@ -67,6 +150,12 @@ class CsrfFailed(PermissionDenied):
 
 class UnsupportedMediaType(DomainError):  # noqa: N818 - named like its HTTP status
     code = "unsupported_media_type"
+
+
+class InvalidHeaderError(DomainError):
+    """A request header the API reads is malformed or oversized (e.g. `Last-Event-ID`)."""
+
+    code = "invalid_header"
 
 
 # DomainError class -> HTTP status. Looked up along the exception's MRO, so subclasses inherit their base's status
@@ -80,12 +169,17 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     CsrfFailed: 403,
     PermissionDenied: 403,
     UnsupportedMediaType: 415,
+    InvalidHeaderError: 400,
     RateLimited: 429,
     UpstreamUnavailable: 503,
     # Any failure of a user's Proxmox node is a 502 with its own code, never a 401/403 of our own.
     NodeUnreachableError: 502,
     NodeTlsMismatchError: 502,
     NodeTlsError: 502,
+    NodeSshHostKeyMismatchError: 502,
+    NotAProxmoxNodeError: 502,
+    # A refused address is the request's problem (or the operator's policy), not an upstream failure.
+    OutboundDeniedError: 422,
     NodeAuthError: 502,
     NodePermissionError: 502,
     NodeRequestError: 502,
@@ -124,6 +218,8 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     title: str | None = None,
+    missing_privileges: list[MissingPrivilege] | None = None,
+    placement: PlacementDecision | None = None,
 ) -> Response[ProblemDetail]:
     """A problem+json response; also used by handlers that answer an error without raising (health)."""
     body = ProblemDetail(
@@ -131,8 +227,11 @@ def problem_response(
         title=title or HTTPStatus(status).phrase,
         status=status,
         detail=detail,
-        code=code,
+        # Domain errors carry their code as text; a test keeps every code the code base uses in `ProblemCode`.
+        code=cast("ProblemCode", code),
         errors=errors,
+        missing_privileges=missing_privileges,
+        placement=placement,
     )
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -147,34 +246,29 @@ def _domain_status(exc: DomainError) -> int:
     return 400
 
 
-_MSGSPEC_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
-_MSGSPEC_FIELD = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
-
-
-def _msgspec_error(message: str) -> FieldError:
-    """Field and message of a msgspec error: "Expected `int`, got `str` - at `$.cores`" -> (cores, Expected ...)."""
-    path = ""
-    if match := _MSGSPEC_PATH.search(message):
-        path = match.group("path").replace("[", ".").replace("]", "")
-        message = message[: match.start()]
-    # Missing and unknown fields are reported on the enclosing object: name the field itself.
-    if named := _MSGSPEC_FIELD.search(message):
-        path = f"{path}.{named.group('name')}" if path else named.group("name")
-    return FieldError(field=path or "body", message=message)
-
-
-def _validation_errors(exc: ValidationException) -> list[FieldError]:
+def _validation_errors(exc: ValidationException, request: Request[Any, Any, Any] | None = None) -> list[FieldError]:
     errors: list[FieldError] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if not isinstance(item, dict):
             continue
-        parsed = _msgspec_error(str(item.get("message", "invalid value")))
         key = str(item.get("key") or "")
-        # Litestar names the field in `key` for body errors (nested paths dotted), the parameter for the others.
-        field = parsed.field if not key or key == "data" or parsed.field != "body" else key
-        errors.append(FieldError(field=field, message=parsed.message))
-    return errors or [FieldError(field="body", message=exc.detail)]
+        # Litestar names the parameter in `key` (the body's errors come from `validation.check` before this).
+        parameter = "" if key == "data" else key
+        error = humanize(str(item.get("message", "invalid value")), _parameter_type(request, key), parameter)
+        errors.append(error)
+    return errors or [FieldError(field="body", message=exc.detail, code="invalid")]
+
+
+def _parameter_type(request: Request[Any, Any, Any] | None, parameter: str) -> Any:
+    """The declared type of a query, path or header parameter (to list an enum's values), or None."""
+    if request is None or not parameter:
+        return None
+    try:
+        definition = request.route_handler.parsed_fn_signature.parameters.get(parameter)
+    except Exception:  # not inside a route (e.g. a 404 before routing)
+        return None
+    return None if definition is None else definition.annotation
 
 
 def _retry_headers(retry_after: float | int) -> dict[str, str]:
@@ -192,14 +286,17 @@ def exception_to_problem(request: Request[Any, Any, Any], exc: Exception) -> Res
         if status == 500:
             logger.error("domain error %s answered as %s", exc.code, status, exc_info=exc)
             return problem_response(status, "internal_error", "An unexpected error occurred.")
-        return problem_response(status, exc.code, exc.detail)
+        missing = exc.missing if isinstance(exc, MissingPrivilegesError) else None
+        placement = exc.placement if isinstance(exc, NoEligibleNodeError) else None
+        return problem_response(status, exc.code, exc.detail, missing_privileges=missing, placement=placement)
     if isinstance(exc, ValidationException):
-        return problem_response(422, "validation_failed", "The request is invalid.", errors=_validation_errors(exc))
+        errors = _validation_errors(exc, request)
+        return problem_response(422, "validation_failed", summarize(errors), errors=errors)
     if isinstance(exc, HTTPException) and isinstance(exc.__cause__, SerializationException):
-        message = str(exc.__cause__) or "malformed JSON"
-        return problem_response(
-            422, "validation_failed", "The request body is not valid JSON.", errors=[_msgspec_error(message)]
-        )
+        # The decoder's message names the position ("malformed JSON at byte 14"), never a value.
+        message = (str(exc.__cause__) or "malformed JSON").rstrip(".")
+        error = FieldError(field="body", message=f"The body is not valid JSON: {message}.", code="malformed")
+        return problem_response(422, "validation_failed", "The request body is not valid JSON.", errors=[error])
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         status = exc.status_code
         headers = dict(exc.headers or {})
@@ -240,9 +337,12 @@ PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
 
 __all__ = [
     "DOMAIN_STATUS",
+    "PROBLEM_CODES",
     "PROBLEM_JSON",
     "PROBLEM_RESPONSES",
     "CsrfFailed",
+    "InvalidHeaderError",
+    "ProblemCode",
     "ProblemDetail",
     "UnsupportedMediaType",
     "exception_to_problem",

@@ -3,12 +3,11 @@ added checks)."""
 
 import asyncio
 import logging
-from typing import Any
 
 import dramatiq
 import msgspec
 from dramatiq.brokers.redis import RedisBroker
-from litestar import Request, Response, get
+from litestar import Response, get
 from sqlalchemy import text
 
 from infrahaus_api.errors import problem_response
@@ -48,10 +47,10 @@ async def live() -> Health:
     tags=["health"],
     exclude_from_auth=True,
     security=[{}],
-    summary="Dependencies answer (503 problem when one does not)",
+    summary="Check that the dependencies answer",
+    description="The database, Redis and the job broker; a 503 problem names what fails.",
 )
-async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
-    resources: AppResources = request.app.state.resources
+async def ready(resources: AppResources) -> Response[Health]:
 
     async def database() -> None:
         async with resources.engine.connect() as conn:
@@ -63,7 +62,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
     checks: dict[str, ReadinessCheck] = {"database": database}
     if not resources.settings.embedded:
         checks["redis"] = redis
-    broker: dramatiq.Broker | None = request.app.state.containers.broker
+    broker = resources.broker
     if broker is not None:
         checks["broker"] = lambda: _broker_ready(broker)
     checks.update(resources.readiness_checks)

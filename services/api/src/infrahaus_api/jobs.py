@@ -37,7 +37,7 @@ class DramatiqJobQueue:
 
 def build_broker(settings: Settings) -> dramatiq.Broker | None:
     """The Redis broker the API sends to, or None without Redis (the embedded mode then injects its StubBroker)."""
-    if settings.redis_url is None:
+    if settings.redis.url is None:
         return None
     # No middleware: the API only sends; the worker's middleware acts on messages when they are processed.
-    return RedisBroker(url=settings.redis_url, namespace=broker_namespace(settings.redis_prefix), middleware=[])  # type: ignore[no-untyped-call]
+    return RedisBroker(url=settings.redis.url, namespace=broker_namespace(settings.redis.prefix), middleware=[])  # type: ignore[no-untyped-call]

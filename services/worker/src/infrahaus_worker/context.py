@@ -26,10 +26,11 @@ from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.db import create_engine
 from infrahaus_domain.events.logbuffer import LogBuffer, LogStore, build_log_store
 from infrahaus_domain.jobs import Job
+from infrahaus_domain.nodes.list_cache import node_list_watch, published
 from infrahaus_domain.ports import Ports, build_ports
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.services import ProcessResources
+from infrahaus_domain.settings import Settings, WorkerTimings
 from infrahaus_worker.observability import install_operation_metrics
-from infrahaus_worker.pipeline.plan import Limits
 
 log = logging.getLogger("infrahaus.worker")
 
@@ -61,16 +62,12 @@ class SharedStores:
 
 
 @dataclass(kw_only=True)
-class WorkerContext:
-    """Everything an actor needs; one per worker process (or per test)."""
+class WorkerContext(ProcessResources):
+    """Everything an actor needs; one per worker process (or per test). `unit()` opens the domain `Services` over
+    one short, committed unit of work."""
 
-    settings: Settings
-    limits: Limits
+    timings: WorkerTimings
     engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    ports: Ports
-    logbuffer: LogBuffer
-    box: SecretBox
     jobs: DramatiqJobQueue
     worker_id: str
     owns_ports: bool = True
@@ -85,22 +82,23 @@ class WorkerContext:
         settings: Settings,
         broker: dramatiq.Broker,
         *,
-        limits: Limits | None = None,
+        timings: WorkerTimings | None = None,
         shared: SharedStores | None = None,
     ) -> "WorkerContext":
         """Build the context on the running loop (the loop its Redis and database connections will use)."""
         install_operation_metrics()
-        engine = create_engine(settings.database_url, pool_size=max(2, settings.worker_concurrency))
-        ports = shared.ports if shared else build_ports(settings.redis_url, settings.redis_prefix)
-        log_store = shared.log_store if shared else build_log_store(settings.redis_url, settings.redis_prefix)
+        engine = create_engine(settings.database.url, pool_size=max(2, settings.worker.concurrency))
+        ports = shared.ports if shared else build_ports(settings.redis.url, settings.redis.prefix)
+        log_store = shared.log_store if shared else build_log_store(settings.redis.url, settings.redis.prefix)
         return cls(
             settings=settings,
-            limits=limits or Limits(),
+            timings=timings or settings.worker.timings,
             engine=engine,
-            sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+            # Its commits drop the node lists they change in every API process (`infrahaus_domain.nodes.list_cache`).
+            sessionmaker=async_sessionmaker(engine, expire_on_commit=False, info=node_list_watch(ports.invalidation)),
             ports=ports,
             logbuffer=LogBuffer(log_store, ports.events),
-            box=SecretBox(settings.encryption_keys),
+            box=SecretBox(settings.encryption.keys),
             jobs=DramatiqJobQueue(broker),
             worker_id=f"{socket.gethostname()}:{os.getpid()}",
             owns_ports=shared is None,
@@ -112,6 +110,7 @@ class WorkerContext:
         async with self.sessionmaker() as session:
             yield session
             await session.commit()
+            await published(session)
 
     def spawn(self, coro: Any) -> asyncio.Task[None]:
         """Run a background task (the reconciler loop) that `aclose` cancels."""
@@ -155,12 +154,12 @@ class WorkerContextMiddleware(Middleware):
         self,
         settings: Settings,
         *,
-        limits: Limits | None = None,
+        timings: WorkerTimings | None = None,
         shared: SharedStores | None = None,
         background: Callable[[WorkerContext], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.settings = settings
-        self.limits = limits
+        self.timings = timings
         self.shared = shared
         # A loop run for the life of the process (the reconciler), started once the context exists.
         self.background = background
@@ -178,7 +177,7 @@ class WorkerContextMiddleware(Middleware):
         set_current_context(context)
 
     async def _open(self, broker: dramatiq.Broker) -> WorkerContext:
-        context = await WorkerContext.open(self.settings, broker, limits=self.limits, shared=self.shared)
+        context = await WorkerContext.open(self.settings, broker, timings=self.timings, shared=self.shared)
         if self.background is not None:
             context.spawn(self.background(context))
         return context

@@ -12,6 +12,11 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from infrahaus_domain.allowlist import UnsafeValueError, validate_unit_name
+
+# Ports that almost always speak HTTP(S): one list, shared with the read side's service URLs.
+from infrahaus_domain.containers.service_catalog import HTTP_PORTS, HTTPS_PORTS
+
 SECTION_MARK = "@@infrahaus:"
 CREDENTIALS_DIR = "/etc/infrahaus/credentials"
 
@@ -99,11 +104,7 @@ SYSTEM_UNIT_PREFIXES = (
     "user-runtime-dir@",
 )
 
-# Ports that almost always speak HTTP(S); a service listening on one gets a URL.
-HTTPS_PORTS = frozenset({443, 8443, 9443})
-HTTP_PORTS = frozenset({80, 3000, 5000, 5601, 8000, 8008, 8080, 8081, 8088, 8888, 9000, 9090, 3001, 19999})
 
-_UNIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.@\\-]*\.service$")
 _SS_PROCESS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)')
 _CREDENTIAL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -126,7 +127,7 @@ class Listener(msgspec.Struct, kw_only=True, frozen=True):
         return self.address.startswith("127.") or self.address in {"::1", "::ffff:127.0.0.1"}
 
 
-class DiscoveredService(msgspec.Struct, kw_only=True):
+class DiscoveryFinding(msgspec.Struct, kw_only=True):
     name: str
     type: str  # "systemd" (a unit), "process" (a listener without a unit), "credentials" (files only)
     status: str  # "running" for units and listeners, "unknown" for credential-only entries
@@ -165,13 +166,22 @@ def parse_units(text: str) -> list[Unit]:
     for raw in text.splitlines():
         # Older systemd prints a status bullet ("●") in front of failed units even with --plain.
         parts = raw.replace("\u25cf", " ").split(None, 4)
-        if len(parts) < 4 or not _UNIT_NAME.match(parts[0]):
+        if len(parts) < 4 or not _is_service_unit(parts[0]):
             continue
         name, _load, active, sub = parts[:4]
         units.append(
             Unit(name=_unit_stem(name), active=active, sub=sub, description=parts[4] if len(parts) > 4 else "")
         )
     return units
+
+
+def _is_service_unit(name: str) -> bool:
+    """A service unit whose name the API accepts back (its logs are read by unit name)."""
+    try:
+        validate_unit_name(name)
+    except UnsafeValueError:
+        return False
+    return name.endswith(".service")
 
 
 def parse_main_pids(text: str) -> dict[str, int]:
@@ -243,7 +253,7 @@ def parse_credentials(text: str) -> dict[str, str]:
             continue
         key, value = line.split("=", 1)
         key = key.removeprefix("export ").strip()
-        if not _CREDENTIAL_KEY.match(key):
+        if not _CREDENTIAL_KEY.fullmatch(key):
             continue
         if len(value) >= 2 and value[0] == value[-1] and value[0] in {'"', "'"}:
             value = value[1:-1]
@@ -313,7 +323,7 @@ def service_url(ip_address: str | None, ports: list[int]) -> str | None:
     return None
 
 
-def build_services(discovery: Discovery, *, ip_address: str | None = None) -> list[DiscoveredService]:
+def build_services(discovery: Discovery, *, ip_address: str | None = None) -> list[DiscoveryFinding]:
     """Join units, listeners and credential files into one service list (sorted: apps first, then by name)."""
     units = {unit.name: unit for unit in discovery.units}
     pid_units = {pid: name for name, pid in discovery.main_pids.items() if name in units}
@@ -339,10 +349,10 @@ def build_services(discovery: Discovery, *, ip_address: str | None = None) -> li
         else:
             by_process.setdefault(f"port-{listener.port}", []).append(listener)
 
-    services: dict[str, DiscoveredService] = {}
+    services: dict[str, DiscoveryFinding] = {}
     for name, unit in units.items():
         ports = _sorted_ports(by_unit.get(name, []))
-        services[name] = DiscoveredService(
+        services[name] = DiscoveryFinding(
             name=name,
             type="systemd",
             status=unit.sub if unit.sub in {"running", "exited"} else unit.active,
@@ -354,7 +364,7 @@ def build_services(discovery: Discovery, *, ip_address: str | None = None) -> li
         if name in services:
             continue
         ports = _sorted_ports(listeners)
-        services[name] = DiscoveredService(
+        services[name] = DiscoveryFinding(
             name=name,
             type="process",
             status="running",
@@ -365,7 +375,7 @@ def build_services(discovery: Discovery, *, ip_address: str | None = None) -> li
     for name, values in discovery.credentials.items():
         service = services.get(name)
         if service is None:
-            service = services[name] = DiscoveredService(
+            service = services[name] = DiscoveryFinding(
                 name=name, type="credentials", status="unknown", is_system=False
             )
         service.credentials = dict(values)

@@ -9,12 +9,11 @@ the worker reaches the API's SSE listeners.
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import Settings, WorkerTimings
 from infrahaus_worker.actors import register_actors
+from infrahaus_worker.background import run_background
 from infrahaus_worker.context import SharedStores, WorkerContextMiddleware
 from infrahaus_worker.observability import ActorLogContext
-from infrahaus_worker.pipeline.plan import Limits
-from infrahaus_worker.reconciler import reconcile_forever
 
 
 class InprocessWorker:
@@ -38,7 +37,7 @@ def start_inprocess_worker(
     broker: StubBroker,
     *,
     shared: SharedStores | None = None,
-    limits: Limits | None = None,
+    timings: WorkerTimings | None = None,
     threads: int | None = None,
     reconcile: bool = True,
 ) -> InprocessWorker:
@@ -48,12 +47,12 @@ def start_inprocess_worker(
     """
     broker.add_middleware(
         WorkerContextMiddleware(
-            settings, limits=limits, shared=shared, background=reconcile_forever if reconcile else None
+            settings, timings=timings, shared=shared, background=run_background if reconcile else None
         )
     )
     broker.add_middleware(ActorLogContext())
     if not broker.actors:
         register_actors(broker)
-    worker = dramatiq.Worker(broker, worker_threads=threads or settings.worker_concurrency, worker_timeout=100)
+    worker = dramatiq.Worker(broker, worker_threads=threads or settings.worker.concurrency, worker_timeout=100)
     worker.start()
     return InprocessWorker(worker, broker)

@@ -14,27 +14,26 @@ from infrahaus_domain.jobs import broker_namespace
 from infrahaus_domain.logs import configure_logging
 from infrahaus_domain.settings import Settings
 from infrahaus_worker.actors import register_actors
+from infrahaus_worker.background import run_background
 from infrahaus_worker.broker import build_redis_broker, install
 from infrahaus_worker.context import WorkerContextMiddleware
 from infrahaus_worker.observability import ActorLogContext
-from infrahaus_worker.pipeline.plan import Limits
-from infrahaus_worker.reconciler import reconcile_forever
-from infrahaus_worker.shutdown import DrainOnShutdown, drain_timeout_from_env
+from infrahaus_worker.shutdown import DrainOnShutdown
 
 
-def build_worker_broker(settings: Settings, limits: Limits) -> dramatiq.Broker:
+def build_worker_broker(settings: Settings) -> dramatiq.Broker:
     """The production broker with every actor declared on it."""
-    if settings.redis_url is None:
+    if settings.redis.url is None:
         raise SettingsError("INFRAHAUS_REDIS_URL", "the worker processes need Redis (the embedded mode runs its own)")
     broker = build_redis_broker(
-        settings.redis_url,
-        namespace=broker_namespace(settings.redis_prefix),
+        settings.redis.url,
+        namespace=broker_namespace(settings.redis.prefix),
         extra=[
-            WorkerContextMiddleware(settings, limits=limits, background=reconcile_forever),
+            WorkerContextMiddleware(settings, background=run_background),
             ActorLogContext(),
-            DrainOnShutdown(drain_timeout_from_env(os.environ)),
+            DrainOnShutdown(settings.worker.drain_timeout),
         ],
-        heartbeat_timeout_ms=int(limits.broker_heartbeat * 1000),
+        heartbeat_timeout_ms=int(settings.worker.timings.broker_heartbeat * 1000),
     )
     install(broker)
     register_actors(broker)
@@ -42,5 +41,5 @@ def build_worker_broker(settings: Settings, limits: Limits) -> dramatiq.Broker:
 
 
 settings = Settings.from_env(os.environ)
-configure_logging(settings.log_level, settings.log_format)
-broker = build_worker_broker(settings, Limits.from_env(os.environ))
+configure_logging(settings.logging.level, settings.logging.format)
+broker = build_worker_broker(settings)

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -35,15 +35,15 @@ from infrahaus_domain.jobs import ALL_JOBS, broker_namespace
 from infrahaus_domain.logs import configure_logging, log_context
 from infrahaus_domain.metrics import OPERATION_DURATION, OPERATIONS, QUEUE_DEPTH
 from infrahaus_domain.models.containers import TERMINAL_STATUSES, Operation
-from infrahaus_domain.settings import Settings
+from infrahaus_domain.settings import Settings, WorkerSettings, variable
 
 log = logging.getLogger("infrahaus.worker")
 
 # Passed by `infrahaus worker` to the metrics process it asks dramatiq to fork.
-METRICS_PORT_ENV = "INFRAHAUS_WORKER_METRICS_PORT"
-METRICS_HOST_ENV = "INFRAHAUS_WORKER_METRICS_HOST"
+METRICS_PORT_ENV = variable(WorkerSettings, "metrics_port")
+METRICS_HOST_ENV = variable(WorkerSettings, "metrics_host")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-DEFAULT_METRICS_PORT = 9191
+DEFAULT_METRICS_PORT = WorkerSettings().metrics_port
 _PENDING_KEY = "infrahaus_terminal_operations"
 
 
@@ -171,27 +171,22 @@ class QueueDepthSampler(Collector):
 def metrics_registry(settings: Settings) -> CollectorRegistry:
     """The aggregate of every process's samples, with the queue depth sampled first."""
     registry = CollectorRegistry()
-    if settings.redis_url is not None:
+    if settings.redis.url is not None:
         client: redis.Redis[bytes] = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+            settings.redis.url, socket_timeout=2, socket_connect_timeout=2
         )
         registry.register(
-            QueueDepthSampler(client, broker_namespace(settings.redis_prefix), (job.queue for job in ALL_JOBS))
+            QueueDepthSampler(client, broker_namespace(settings.redis.prefix), (job.queue for job in ALL_JOBS))
         )
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
 
 
-def metrics_address(environ: Mapping[str, str]) -> tuple[str, int]:
-    """Host and port of the metrics endpoint from the environment `infrahaus worker` prepared."""
-    return environ.get(METRICS_HOST_ENV, "0.0.0.0"), int(environ.get(METRICS_PORT_ENV, DEFAULT_METRICS_PORT))  # noqa: S104
-
-
 def serve_metrics() -> int:
     """dramatiq fork function: serve `/metrics` until dramatiq stops the group (SIGTERM ends this process)."""
     settings = Settings.from_env(os.environ)
-    configure_logging(settings.log_level, settings.log_format)
-    host, port = metrics_address(os.environ)
+    configure_logging(settings.logging.level, settings.logging.format)
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
     try:
         start_http_server(port, addr=host, registry=metrics_registry(settings))
     except OSError as exc:

@@ -9,7 +9,6 @@ delay; the next worker to receive it takes the operation over once its heartbeat
 
 import logging
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
@@ -17,11 +16,13 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from dramatiq.middleware.threading import Interrupt, raise_thread_exception
 
+from infrahaus_domain.settings import WorkerSettings, variable
+
 log = logging.getLogger("infrahaus.worker.shutdown")
 
 # Passed by `infrahaus worker --drain-timeout` to its dramatiq processes.
-DRAIN_TIMEOUT_ENV = "INFRAHAUS_WORKER_DRAIN_TIMEOUT"
-DEFAULT_DRAIN_TIMEOUT = 90.0
+DRAIN_TIMEOUT_ENV = variable(WorkerSettings, "drain_timeout")
+DEFAULT_DRAIN_TIMEOUT = WorkerSettings().drain_timeout
 
 
 class HandedBack(Interrupt):
@@ -79,8 +80,3 @@ class DrainOnShutdown(Middleware):
                 extra={"operation_id": message.kwargs.get("operation_id"), "actor": message.actor_name},
             )
             raise_thread_exception(thread_id, HandedBack)  # type: ignore[no-untyped-call]
-
-
-def drain_timeout_from_env(environ: Mapping[str, str]) -> float:
-    """The drain timeout `infrahaus worker` passed to its processes (seconds)."""
-    return float(environ.get(DRAIN_TIMEOUT_ENV, DEFAULT_DRAIN_TIMEOUT))

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import msgspec
 
-from infrahaus_domain.templates.validation import PackageManager
+from infrahaus_domain.allowlist import PackageManager
 
 
 class BucketCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -4,14 +4,14 @@ import uuid
 from functools import partial
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import raiseload
 
+from infrahaus_domain import allowlist as v
+from infrahaus_domain.allowlist import FieldErrors, PackageManager
 from infrahaus_domain.buckets.schemas import (
     BucketCreate,
-    BucketPackageRead,
     BucketPackagesAdd,
     BucketPage,
     BucketRead,
@@ -21,10 +21,11 @@ from infrahaus_domain.buckets.schemas import (
 )
 from infrahaus_domain.errors import ConflictError, NotFoundError
 from infrahaus_domain.models.templates import BucketPackage, PackageBucket
-from infrahaus_domain.templates import validation as v
+from infrahaus_domain.pagination import decode_cursor, encode_cursor
+from infrahaus_domain.reads import to_read as to_read_schema
+from infrahaus_domain.service_base import DomainService
 from infrahaus_domain.templates.parser import parse_package_lines
-from infrahaus_domain.templates.service import decode_name_cursor, encode_name_cursor
-from infrahaus_domain.templates.validation import FieldErrors, PackageManager
+from infrahaus_domain.templates.service import NameCursor
 
 MAX_PACKAGES_PER_REQUEST = 5000
 
@@ -33,14 +34,14 @@ class PackageBucketRepository(SQLAlchemyAsyncRepository[PackageBucket]):
     model_type = PackageBucket
 
 
-class PackageBucketService(SQLAlchemyAsyncRepositoryService[PackageBucket, PackageBucketRepository]):
+class PackageBucketService(DomainService[PackageBucket, PackageBucketRepository]):
     repository_type = PackageBucketRepository
 
     async def list_page(self, user_id: uuid.UUID, *, limit: int = 50, cursor: str | None = None) -> BucketPage:
         """The user's buckets by name."""
         query = select(PackageBucket).where(PackageBucket.owner_id == user_id)
         if cursor:
-            name, last_id = decode_name_cursor(cursor)
+            name, last_id = decode_cursor(cursor, NameCursor)
             query = query.where(
                 or_(PackageBucket.name > name, and_(PackageBucket.name == name, PackageBucket.id > last_id))
             )
@@ -51,11 +52,9 @@ class PackageBucketService(SQLAlchemyAsyncRepositoryService[PackageBucket, Packa
             .scalar_subquery()
         )
         counted = query.add_columns(count).options(raiseload(PackageBucket.packages))
-        result = await self.repository.session.execute(
-            counted.order_by(PackageBucket.name, PackageBucket.id).limit(limit + 1)
-        )
+        result = await self.session.execute(counted.order_by(PackageBucket.name, PackageBucket.id).limit(limit + 1))
         rows = list(result.all())
-        next_cursor = encode_name_cursor(rows[limit - 1][0].name, rows[limit - 1][0].id) if len(rows) > limit else None
+        next_cursor = encode_cursor(rows[limit - 1][0].name, rows[limit - 1][0].id) if len(rows) > limit else None
         return BucketPage(items=[to_summary(*row) for row in rows[:limit]], next_cursor=next_cursor)
 
     async def get_owned(self, user_id: uuid.UUID, bucket_id: uuid.UUID) -> PackageBucket:
@@ -119,10 +118,10 @@ class PackageBucketService(SQLAlchemyAsyncRepositoryService[PackageBucket, Packa
         if package is None:
             raise NotFoundError("Package not found in this bucket.")
         bucket.packages.remove(package)
-        await self.repository.session.flush()
+        await self.session.flush()
 
     async def _flush(self, bucket: PackageBucket, *, new: bool = False) -> None:
-        session = self.repository.session
+        session = self.session
         try:
             async with session.begin_nested():
                 if new:
@@ -176,24 +175,8 @@ def _entries(data: BucketPackagesAdd) -> list[tuple[PackageManager, str, str | N
 
 
 def to_summary(bucket: PackageBucket, package_count: int) -> BucketSummary:
-    return BucketSummary(
-        id=bucket.id,
-        name=bucket.name,
-        description=bucket.description,
-        package_count=package_count,
-        created_at=bucket.created_at,
-        updated_at=bucket.updated_at,
-    )
+    return to_read_schema(bucket, BucketSummary, package_count=package_count)
 
 
 def to_read(bucket: PackageBucket) -> BucketRead:
-    return BucketRead(
-        id=bucket.id,
-        name=bucket.name,
-        description=bucket.description,
-        packages=[
-            BucketPackageRead(id=p.id, name=p.name, manager=p.manager, version=p.version) for p in bucket.packages
-        ],
-        created_at=bucket.created_at,
-        updated_at=bucket.updated_at,
-    )
+    return to_read_schema(bucket, BucketRead)

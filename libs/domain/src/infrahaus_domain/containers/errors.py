@@ -1,5 +1,6 @@
 """Errors of containers and their operations, one stable code each."""
 
+from infrahaus_domain.containers.placement_schemas import PlacementDecision
 from infrahaus_domain.errors import ConflictError, DomainError
 from infrahaus_domain.idempotency import IdempotencyKeyReusedError
 
@@ -32,6 +33,31 @@ __all__ = [
     "ContainerBusyError",
     "IdempotencyKeyReusedError",
     "InvalidStateError",
+    "NoEligibleNodeError",
     "NoNodeConfiguredError",
+    "NoTemplateError",
     "OperationCancelledError",
+    "OwnershipMismatchError",
 ]
+
+
+class OwnershipMismatchError(ConflictError):
+    """The guest on the node does not carry this container's ownership marker: infrahaus does not touch it."""
+
+    code = "ownership_mismatch"
+
+
+class NoTemplateError(ConflictError):
+    """The container has no template (revision) to compare with or sync to."""
+
+    code = "no_template"
+
+
+class NoEligibleNodeError(ConflictError):
+    """Placement found no node to create the container on; `placement` says why each node was refused."""
+
+    code = "no_eligible_node"
+
+    def __init__(self, placement: PlacementDecision) -> None:
+        super().__init__(placement.reason)
+        self.placement = placement

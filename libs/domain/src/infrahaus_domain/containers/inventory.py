@@ -5,6 +5,11 @@ answer within `timeout` seconds, refuses the connection or fails TLS/auth is rep
 it never fails the caller. Answers (and failures) are kept in the Cache port for `cache_ttl` seconds so a burst of
 list calls asks each node once. Clients are pooled per node (one TLS session reused across requests) and rebuilt
 when the node's settings change.
+
+When an operation changed a guest, `node_changed` drops the node's cached answers in every process: the shared
+entry in the Cache port, and through the Invalidation port each process's fetch still in flight (its answer may
+predate the change, so it is neither shared with later readers nor cached). Each snapshot says when its fetch began
+(`fetched_at`); the listing prefers a container's stored status when its operation finished after that.
 """
 
 import asyncio
@@ -17,13 +22,13 @@ from uuid import UUID
 
 import msgspec
 
-from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.errors import DomainError
-from infrahaus_domain.metrics import proxmox_event_hooks
 from infrahaus_domain.models.nodes import Node
-from infrahaus_domain.nodes.connection import NodeEndpoint, domain_error
-from infrahaus_domain.ports import Cache
-from infrahaus_proxmox import ProxmoxClient, TokenAuth
+from infrahaus_domain.nodes.connection import NodeAccess
+from infrahaus_domain.ports import Cache, Invalidation
+from infrahaus_domain.proxmox_errors import domain_error
+from infrahaus_domain.vmids.service import vmids_cache_key
+from infrahaus_proxmox import ProxmoxClient
 from infrahaus_proxmox.errors import ProxmoxError, ProxmoxNotFound
 from infrahaus_proxmox.models import LxcConfig, LxcSummary
 from infrahaus_proxmox.parsing import decode_list
@@ -33,6 +38,9 @@ logger = logging.getLogger("infrahaus.containers.inventory")
 T = TypeVar("T")
 
 _LIVE_STATUSES = frozenset({"running", "stopped", "paused"})
+# Invalidation topics: keys are node ids.
+INVENTORY_TOPIC = "inventory"
+VMIDS_TOPIC = "vmids"
 
 
 class LiveGuest(msgspec.Struct, kw_only=True):
@@ -49,10 +57,16 @@ class LiveGuest(msgspec.Struct, kw_only=True):
 
 
 class NodeSnapshot(msgspec.Struct, kw_only=True):
-    """One node's containers by VMID, or `error` (then `guests` is empty) when the node could not be read."""
+    """One node's containers by VMID, or `error` (then `guests` is empty) when the node could not be read.
+
+    `fetched_at` is when the request to the node began (epoch seconds): the answer reflects the node at some moment
+    after it. `version` is the node's settings version the answer was fetched with.
+    """
 
     guests: dict[int, LiveGuest] = msgspec.field(default_factory=dict)
     error: str | None = None
+    fetched_at: float = 0.0
+    version: str = ""
 
     @property
     def reachable(self) -> bool:
@@ -78,13 +92,25 @@ class NodeReadError(Exception):
 class LiveInventory:
     """Per-process: pooled Proxmox clients per node and the cached per-node snapshots. Close with `aclose()`."""
 
-    def __init__(self, box: SecretBox, cache: Cache | None, *, timeout: float, cache_ttl: float) -> None:
-        self.box = box
+    def __init__(
+        self,
+        access: NodeAccess,
+        cache: Cache | None,
+        *,
+        timeout: float,
+        cache_ttl: float,
+        invalidation: Invalidation | None = None,
+    ) -> None:
+        self.access = access
         self.cache = cache
         self.timeout = timeout
         self.cache_ttl = cache_ttl
+        self.invalidation = invalidation
+        self._listening = False
         self._clients: dict[UUID, tuple[str, ProxmoxClient]] = {}
-        self._inflight: dict[str, asyncio.Future[NodeSnapshot]] = {}
+        self._inflight: dict[tuple[UUID, str], asyncio.Future[NodeSnapshot]] = {}
+        # Bumped by every invalidation of the node: a fetch that began under an older generation is not cached.
+        self._generation: dict[UUID, int] = {}
 
     async def snapshots(self, nodes: Sequence[Node]) -> dict[UUID, NodeSnapshot]:
         """Every node's snapshot, fetched concurrently; the whole call takes at most about `timeout`."""
@@ -97,27 +123,50 @@ class LiveInventory:
         Concurrent callers in this process share one request to the node (and a caller that gives up does not
         cancel it for the others).
         """
-        key = f"inventory:{node.id}:{_version(node)}"
+        self._listen()
+        version = node_version(node)
         if self.cache is not None and self.cache_ttl > 0:
-            cached = await _cache_get(self.cache, key)
+            cached = await _cache_get(self.cache, inventory_key(node.id))
             if cached is not None:
-                return msgspec.msgpack.decode(cached, type=NodeSnapshot)
+                snap = _decode(cached)
+                if snap is not None and snap.version == version:
+                    return snap
+        key = (node.id, version)
         fetch = self._inflight.get(key)
         if fetch is None:
-            fetch = asyncio.ensure_future(self._fetch(node, key))
+            fetch = asyncio.ensure_future(self._fetch(node, version))
             self._inflight[key] = fetch
-            fetch.add_done_callback(lambda _done: self._inflight.pop(key, None))
+            fetch.add_done_callback(
+                lambda done: self._inflight.pop(key, None) if self._inflight.get(key) is done else None
+            )
         return await asyncio.shield(fetch)
 
-    async def _fetch(self, node: Node, key: str) -> NodeSnapshot:
+    def forget(self, node_id: str | None) -> None:
+        """The node's guests changed (None: any node's may have): later readers must not get an answer fetched
+        before. Thread-safe (in embedded mode the worker's thread calls it)."""
+        for key in list(self._inflight):
+            if node_id is None or str(key[0]) == node_id:
+                self._inflight.pop(key, None)
+        for known in list(self._generation) if node_id is None else [UUID(node_id)]:
+            self._generation[known] = self._generation.get(known, 0) + 1
+
+    def _listen(self) -> None:
+        if not self._listening and self.invalidation is not None:
+            self._listening = True
+            self.invalidation.listen(INVENTORY_TOPIC, self.forget)
+
+    async def _fetch(self, node: Node, version: str) -> NodeSnapshot:
+        generation = self._generation.setdefault(node.id, 0)
+        fetched_at = time.time()
         try:
             guests = await self.call(node, lambda client: _lxc_list(client, node.pve_node))
-            snap = NodeSnapshot(guests={g.vmid: g for g in guests})
+            snap = NodeSnapshot(guests={g.vmid: g for g in guests}, fetched_at=fetched_at, version=version)
         except NodeReadError as exc:
-            snap = NodeSnapshot(error=exc.error)
-        if self.cache is not None and self.cache_ttl > 0:
+            snap = NodeSnapshot(error=exc.error, fetched_at=fetched_at, version=version)
+        fresh = self._generation.get(node.id, 0) == generation
+        if fresh and self.cache is not None and self.cache_ttl > 0:
             try:
-                await self.cache.set(key, msgspec.msgpack.encode(snap), ttl=self.cache_ttl)
+                await self.cache.set(inventory_key(node.id), msgspec.msgpack.encode(snap), ttl=self.cache_ttl)
             except Exception:  # the cache only spares the nodes: without it, reads go on
                 logger.warning("inventory cache unavailable; node %s answer not cached", node.id)
         return snap
@@ -147,7 +196,7 @@ class LiveInventory:
             logger.debug("node %s answered in %.1f ms", node.id, (time.perf_counter() - started) * 1000)
 
     async def _client(self, node: Node) -> ProxmoxClient:
-        version = _version(node)
+        version = node_version(node)
         pooled = self._clients.get(node.id)
         if pooled is not None and pooled[0] == version:
             return pooled[1]
@@ -155,16 +204,8 @@ class LiveInventory:
             del self._clients[node.id]
             # The node's settings changed: the old client's connections go with it.
             await pooled[1].aclose()
-        endpoint = NodeEndpoint.from_node(node, self.box)
-        client = ProxmoxClient(
-            endpoint.base_url,
-            TokenAuth(token_id=endpoint.token_id, secret=endpoint.token_secret),
-            tls=endpoint.tls_policy,
-            timeout=self.timeout,
-            # The overall timeout bounds the call; a retry would only eat into it.
-            retries=0,
-            event_hooks=proxmox_event_hooks(),
-        )
+        # The overall timeout bounds the call; a retry would only eat into it.
+        client = self.access.client(self.access.endpoint(node), timeout=self.timeout, retries=0)
         self._clients[node.id] = (version, client)
         return client
 
@@ -186,7 +227,31 @@ async def _cache_get(cache: Cache, key: str) -> bytes | None:
         return None
 
 
-def _version(node: Node) -> str:
+def _decode(data: bytes) -> NodeSnapshot | None:
+    try:
+        return msgspec.msgpack.decode(data, type=NodeSnapshot)
+    except msgspec.DecodeError:  # an entry written by an older release
+        return None
+
+
+def inventory_key(node_id: UUID) -> str:
+    """The Cache port key of a node's shared snapshot."""
+    return f"inventory:{node_id}"
+
+
+async def node_changed(cache: Cache, invalidation: Invalidation, node_id: UUID) -> None:
+    """An operation changed (created, started, stopped, destroyed ...) a guest of the node: drop the node's cached
+    snapshot and VMID list in every process, so the next read asks the node. Best effort: without Redis the
+    stored status still keeps reads right (see `containers.listing`), and the cache entries expire on their own."""
+    try:
+        await cache.delete(inventory_key(node_id), vmids_cache_key(node_id))
+        await invalidation.publish(INVENTORY_TOPIC, str(node_id))
+        await invalidation.publish(VMIDS_TOPIC, str(node_id))
+    except Exception:
+        logger.warning("caches of node %s not invalidated (Redis unavailable); they expire on their own", node_id)
+
+
+def node_version(node: Node) -> str:
     # Any change of the node (host, token, pin ...) bumps `updated_at`: new client, new cache key.
     return str(node.updated_at.timestamp()) if node.updated_at else "0"
 

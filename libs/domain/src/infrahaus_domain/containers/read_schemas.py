@@ -14,7 +14,9 @@ from infrahaus_domain.containers.schemas import ContainerSpec, Lifecycle, NamedR
 from infrahaus_domain.operations.schemas import OperationRead
 
 LiveStatus = Literal["running", "stopped", "paused", "unknown"]
-ContainerAction = Literal["start", "stop", "shutdown", "restart", "delete", "retry", "refresh_services"]
+ContainerAction = Literal[
+    "start", "stop", "shutdown", "restart", "delete", "retry", "refresh_services", "sync", "snapshot"
+]
 
 
 class ContainerUsage(msgspec.Struct, kw_only=True):
@@ -139,6 +141,18 @@ class ConfigUnavailable(msgspec.Struct, kw_only=True):
     detail: str
 
 
+class RevisionState(msgspec.Struct, kw_only=True):
+    """Where the container stands against its template's revisions (`GET /api/templates/{id}/revisions`):
+    `created_from` (null for containers made before revisions existed), `synced_to` (the last successful sync,
+    null before one), `latest` (the template's newest; null without a template), and whether a sync runs after every
+    start made through infrahaus (`sync_on_start`)."""
+
+    created_from: int | None
+    synced_to: int | None
+    latest: int | None
+    sync_on_start: bool
+
+
 class ContainerDetail(ContainerRead, kw_only=True):
     """The list item plus the parsed Proxmox config (null with `config_error` when it cannot be read) and the
     creation request as accepted (template defaults applied; never a password)."""
@@ -147,6 +161,7 @@ class ContainerDetail(ContainerRead, kw_only=True):
     config_error: ConfigUnavailable | None
     request: ContainerSpec | None
     last_error: dict[str, Any] | None
+    revisions: RevisionState
 
 
 class ServiceRead(msgspec.Struct, kw_only=True):

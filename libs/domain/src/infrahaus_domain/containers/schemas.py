@@ -7,11 +7,14 @@ container. It carries script and file contents, never a password.
 """
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 
+from infrahaus_domain.allowlist import whole
+from infrahaus_domain.containers.placement_schemas import PlacementDecision, PlacementRequest
+from infrahaus_domain.nodes.privileges import MissingPrivilege
 from infrahaus_domain.operations.schemas import OperationRead
 
 Vmid = Annotated[int, msgspec.Meta(ge=100, le=999_999_999, description="Proxmox guest id (cluster-wide).")]
@@ -20,9 +23,20 @@ Hostname = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=63,
-        pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
+        pattern=whole(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"),
         description="RFC 1123 host label.",
+        extra={"message": "Use letters, digits and hyphens only, starting and ending with a letter or digit."},
         examples=["web-1"],
+    ),
+]
+NodeChoice = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=whole(r"auto|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"),
+        description="A node's id, or `auto` to let infrahaus pick one (see `placement`; default strategy "
+        "`most_free`). Omitted: the default node, unless `placement` is given.",
+        extra={"message": "Give a node's id (a UUID) or `auto`."},
+        examples=["auto"],
     ),
 ]
 Cores = Annotated[int, msgspec.Meta(ge=1, le=512)]
@@ -76,7 +90,11 @@ class ContainerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of `POST /api/containers` and `POST /api/containers/preflight`."""
 
     hostname: Hostname
-    node_id: UUID | None = None
+    node_id: NodeChoice | None = None
+    placement: Annotated[
+        PlacementRequest | None,
+        msgspec.Meta(description="Pick the node automatically (with `node_id` omitted or `auto`)."),
+    ] = None
     vmid: Vmid | None = None
     template_id: UUID | None = None
     os_template: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
@@ -98,6 +116,29 @@ class ContainerCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scripts: list[ScriptChoice] | None = None
     start_after_create: bool = True
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    snapshot_before_scripts: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Take a snapshot before the first script and roll back to it when a step after it fails "
+            "(file backups where the storage cannot snapshot); the operation then fails with "
+            "`result.rolled_back: true`."
+        ),
+    ] = False
+
+
+class SpecChoices(msgspec.Struct, kw_only=True):
+    """What a creation request chose beyond its template, kept so another revision of the template can be applied
+    the same way (see `containers.spec_builder`)."""
+
+    package_managers: list[Manager] | None = None
+    # Extra apt packages as `name` or `name=version`.
+    extra_packages: list[str] = msgspec.field(default_factory=list)
+    # Script names in run order; None: the template's enabled scripts.
+    scripts: list[str] | None = None
+    # Template scripts the request left out or turned off.
+    skipped_scripts: list[str] = msgspec.field(default_factory=list)
+    # Resource values given explicitly (cores, memory_mb, swap_mb, bridge, nesting, keyctl, fuse).
+    overrides: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class SpecScript(msgspec.Struct, kw_only=True):
@@ -154,6 +195,16 @@ class ContainerSpec(msgspec.Struct, kw_only=True):
     scripts: list[SpecScript]
     files: list[SpecFile]
     packages: list[SpecPackage]
+    # Day two: the template revision this spec was built from, the choices to build it again from another one, and
+    # whether the creation snapshots before its scripts. Absent in specs stored before these existed.
+    template_revision: int | None = None
+    choices: SpecChoices | None = None
+    snapshot_before_scripts: bool = False
+
+    @property
+    def needs_provisioning(self) -> bool:
+        """Files, packages or scripts go into the container (it is started for them even when asked not to be)."""
+        return bool(self.files or self.packages or self.scripts)
 
     @property
     def root_only_features(self) -> dict[str, bool]:
@@ -190,17 +241,24 @@ class ContainerCreated(msgspec.Struct, kw_only=True):
     operation: OperationRead
 
 
-class PreflightCheck(msgspec.Struct, kw_only=True):
+class PreflightCheck(msgspec.Struct, kw_only=True, omit_defaults=True):
     name: str
     ok: bool
     detail: str
+    # A failed check's stable code where there is one (`missing_privileges`), and for it every privilege the node's
+    # API token lacks, with its ACL path.
+    code: str | None = None
+    missing_privileges: list[MissingPrivilege] | None = None
 
 
 class PreflightReport(msgspec.Struct, kw_only=True):
-    """Every check of a would-be creation; `ok` only when all passed."""
+    """Every check of a would-be creation; `ok` only when all passed. With placement (`node_id: auto`), the checks
+    are those of the node it would pick, and `placement` says which and why (every node with its figures and the
+    reasons it was skipped)."""
 
     ok: bool
     checks: list[PreflightCheck]
+    placement: PlacementDecision | None
 
 
 class ServiceInfo(msgspec.Struct, kw_only=True):

@@ -26,14 +26,20 @@ from redis.asyncio import Redis
 from infrahaus_domain.ports import EventBus
 
 MAX_LINES = 2000
+# One stored line at most (in characters): with MAX_LINES, a container's buffer stays under ~18 MiB whatever a
+# script prints. The SSH runner cuts lines at 8 KiB already (plus its note of how much it cut, which fits here);
+# this bounds every other producer too.
+MAX_LINE_CHARS = 9 * 1024
 TTL_SECONDS = 48 * 3600
 
 Stream = Literal["stdout", "stderr", "info"]
 
 
 class LogLine(msgspec.Struct, kw_only=True, frozen=True):
-    """One line of output of a creation step, with its place in the container's id sequence."""
+    """One line of output of a creation step, with its place in the container's id sequence (`type` is always
+    `log`: on the progress stream it tells a line from an event)."""
 
+    type: Literal["log"] = "log"
     id: int
     operation_id: str | None
     step: str
@@ -196,7 +202,10 @@ class LogBuffer:
         stream: Stream = "stdout",
         line: str,
     ) -> LogLine:
-        """Store one output line (trimmed to the newest `max_lines`) and publish it live. Never pass secrets."""
+        """Store one output line (cut to `MAX_LINE_CHARS`; the buffer trimmed to the newest `max_lines`) and publish
+        it live. Never pass secrets."""
+        if len(line) > MAX_LINE_CHARS:
+            line = f"{line[:MAX_LINE_CHARS]} [... {len(line) - MAX_LINE_CHARS} more characters cut]"
         entry = LogLine(
             id=await self.store.next_seq(container_id),
             operation_id=None if operation_id is None else str(operation_id),

@@ -4,6 +4,7 @@ Each aggregate adds its module import here.
 """
 
 from infrahaus_domain.models.base import UUIDv7AuditBase, metadata
+from infrahaus_domain.models.batches import Batch
 from infrahaus_domain.models.containers import (
     Container,
     DiscoveredService,
@@ -19,12 +20,15 @@ from infrahaus_domain.models.templates import (
     Template,
     TemplateFile,
     TemplatePackage,
+    TemplateRevision,
     TemplateScript,
 )
 from infrahaus_domain.models.users import ApiToken, User
+from infrahaus_domain.models.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiToken",
+    "Batch",
     "BucketPackage",
     "Container",
     "DiscoveredService",
@@ -37,9 +41,12 @@ __all__ = [
     "Template",
     "TemplateFile",
     "TemplatePackage",
+    "TemplateRevision",
     "TemplateScript",
     "UUIDv7AuditBase",
     "User",
     "VmidReservation",
+    "Webhook",
+    "WebhookDelivery",
     "metadata",
 ]

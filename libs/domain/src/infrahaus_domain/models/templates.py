@@ -8,12 +8,13 @@ keyed by its directory `source_dir`, shared and read-only) or created through th
 import uuid
 from typing import Any, Literal
 
+from advanced_alchemy.types import GUID
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from infrahaus_domain.allowlist import FilePolicy, PackageManager
 from infrahaus_domain.models.base import UUIDv7AuditBase
-from infrahaus_domain.templates.validation import FilePolicy, PackageManager
 
 TemplateSource = Literal["filesystem", "custom"]
 
@@ -54,6 +55,8 @@ class Template(UUIDv7AuditBase):
     # Filesystem templates only: the directory name (the sync key) and the hash of what was read.
     source_dir: Mapped[str | None] = mapped_column(String(100), default=None)
     content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The number of the template's newest revision (0 before the first one is recorded).
+    revision: Mapped[int] = mapped_column(Integer, default=0)
 
     scripts: Mapped[list["TemplateScript"]] = relationship(
         cascade="all, delete-orphan",
@@ -110,6 +113,36 @@ class TemplatePackage(UUIDv7AuditBase):
     manager: Mapped[PackageManager] = mapped_column(String(16))
     version: Mapped[str | None] = mapped_column(String(128), default=None)
     bucket: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+RevisionAuthor = Literal["user", "discovery", "migration"]
+
+
+class TemplateRevision(UUIDv7AuditBase):
+    """One immutable state of a template: its whole content (fields and children) as a JSON snapshot, numbered per
+    template from 1, with the digest of that content and who or what made it.
+
+    A revision outlives its template while a container references it (it was created from it or synced to it):
+    `template_id` then becomes null. Unreferenced old revisions are pruned (`templates.revisions`).
+    """
+
+    __tablename__ = "template_revisions"
+    __table_args__ = (
+        UniqueConstraint("template_id", "number", name="uq_template_revisions_template_id_number"),
+        CheckConstraint("author_kind IN ('user', 'discovery', 'migration')", name="author_kind"),
+    )
+
+    # Typed explicitly (like containers.template_id): the FK is declared by name only.
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        GUID(length=16), ForeignKey("templates.id", ondelete="SET NULL"), default=None, index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    content: Mapped[dict[str, Any]] = mapped_column(JsonList)
+    author_kind: Mapped[RevisionAuthor] = mapped_column(String(16))
+    author_id: Mapped[uuid.UUID | None] = mapped_column(
+        GUID(length=16), ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
 
 
 class PackageBucket(UUIDv7AuditBase):

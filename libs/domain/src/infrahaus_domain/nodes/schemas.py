@@ -6,11 +6,18 @@ from uuid import UUID
 
 import msgspec
 
+from infrahaus_domain.allowlist import whole
+from infrahaus_domain.nodes.privileges import MissingPrivilege
+
 Name = Annotated[
     str,
     # No control characters: a NUL would reach PostgreSQL (which refuses it) instead of a 422.
     msgspec.Meta(
-        min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", description="Display name, unique per user."
+        min_length=1,
+        max_length=100,
+        pattern=whole(r"[^\x00-\x1f\x7f]+"),
+        description="Display name, unique per user.",
+        extra={"message": "Must not contain control characters (line breaks, tabs)."},
     ),
 ]
 Host = Annotated[
@@ -18,8 +25,9 @@ Host = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=255,
-        pattern=r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$",
+        pattern=whole(r"[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?"),
         description="Host name, IPv4 or IPv6 address (no brackets, no scheme).",
+        extra={"message": "Give a host name or an IP address, without scheme, port or brackets (e.g. pve1.lan)."},
         examples=["pve1.example.com", "192.0.2.10"],
     ),
 ]
@@ -29,8 +37,9 @@ PveNode = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=100,
-        pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$",
+        pattern=whole(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"),
         description="The node name used in Proxmox API paths.",
+        extra={"message": "A Proxmox node name: letters, digits, dots and hyphens (e.g. pve1)."},
     ),
 ]
 TokenId = Annotated[
@@ -38,29 +47,48 @@ TokenId = Annotated[
     msgspec.Meta(
         max_length=255,
         # The Proxmox client's rule (a realm and a token name of 2+ chars), in printable ASCII: it goes into a header.
-        pattern=r"^[\x22-\x2e\x30-\x39\x3b-\x3f\x41-\x7e]+@[A-Za-z][A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]+$",
+        pattern=whole(r"[\x22-\x2e\x30-\x39\x3b-\x3f\x41-\x7e]+@[A-Za-z][A-Za-z0-9._-]+![A-Za-z][A-Za-z0-9._-]+"),
         description="Proxmox API token id, `user@realm!name`.",
+        extra={"message": "A Proxmox API token id looks like user@realm!name (e.g. root@pam!infrahaus)."},
         examples=["root@pam!infrahaus"],
     ),
 ]
 Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
 # An API token secret travels in an Authorization header: printable ASCII without spaces.
-TokenSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=16384, pattern=r"^[!-~]+$")]
+TokenSecret = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=16384,
+        pattern=whole(r"[!-~]+"),
+        extra={"message": "A token secret is printable ASCII without spaces (paste it as Proxmox showed it)."},
+    ),
+]
 Fingerprint = Annotated[
     str,
     msgspec.Meta(
         max_length=128,
-        pattern=r"^(?i:sha256[:=]?\s*)?[0-9A-Fa-f]{2}([:\s-]?[0-9A-Fa-f]{2}){31}$",
+        pattern=whole(r"(?i:sha256[:=]?\s*)?[0-9A-Fa-f]{2}([:\s-]?[0-9A-Fa-f]{2}){31}"),
         description="SHA-256 fingerprint of the node TLS certificate, `AB:CD:…` (pins a self-signed certificate).",
+        extra={"message": "A SHA-256 fingerprint is 32 hexadecimal pairs, e.g. AB:CD:… (as Proxmox shows it)."},
     ),
 ]
-SshUsername = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z_][a-z0-9_-]*$")]
+SshUsername = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=32,
+        pattern=whole(r"[a-z_][a-z0-9_-]*"),
+        extra={"message": "A Linux user name: lowercase letters, digits, hyphens and underscores (e.g. root)."},
+    ),
+]
 SshHostKey = Annotated[
     str,
     msgspec.Meta(
         max_length=16384,
-        pattern=r"^(ssh-[a-z0-9-]+|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$",
+        pattern=whole(r"(ssh-[a-z0-9-]+|ecdsa-sha2-nistp\d+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?"),
         description="The node's SSH host key as an OpenSSH public key line (`ssh-ed25519 AAAA…`).",
+        extra={"message": "Not an OpenSSH public key line (`ssh-ed25519 AAAA…`)."},
     ),
 ]
 
@@ -146,6 +174,8 @@ class ApiTestResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     version: str | None = None
     error: str | None = None
     code: str | None = None
+    # With code `missing_privileges`: every privilege the API token lacks, with its ACL path.
+    missing_privileges: list[MissingPrivilege] | None = None
 
 
 class SshTestResult(msgspec.Struct, kw_only=True, omit_defaults=True):

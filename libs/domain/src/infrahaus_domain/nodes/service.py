@@ -5,8 +5,6 @@ across a request to a node.
 """
 
 import asyncio
-import base64
-import binascii
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,24 +12,26 @@ from typing import Any
 
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import func, select
+from sqlalchemy import Boolean, Integer, Select, bindparam, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from infrahaus_domain.crypto import SecretBox
-from infrahaus_domain.errors import DomainError, FieldError, NotFoundError, ValidationFailed
+from infrahaus_domain.errors import DomainError, FieldError, NotFoundError, RateLimited, ValidationFailed
 from infrahaus_domain.models.containers import Container
 from infrahaus_domain.models.nodes import Node
 from infrahaus_domain.nodes.connection import (
+    NodeAccess,
     NodeEndpoint,
     check_api,
-    domain_error,
     node_errors,
-    pct_runner,
-    proxmox_client,
+    probe_certificate,
     ssh_key_errors,
 )
-from infrahaus_domain.nodes.errors import NodeHasContainersError, NodeNameTakenError
+from infrahaus_domain.nodes.errors import (
+    MissingPrivilegesError,
+    NodeHasContainersError,
+    NodeNameTakenError,
+    SecretsRequiredError,
+)
 from infrahaus_domain.nodes.schemas import (
     ApiTestResult,
     BridgeRead,
@@ -48,32 +48,47 @@ from infrahaus_domain.nodes.schemas import (
     StorageRead,
     Usage,
 )
-from infrahaus_proxmox import fetch_certificate, normalize_fingerprint
-from infrahaus_proxmox.errors import ProxmoxError
-from infrahaus_proxmox.pct import SshAuthError, SshError, SshHostKeyMismatch, SshUnreachable
+from infrahaus_domain.pagination import decode_cursor, encode_cursor
+from infrahaus_domain.ports import Cache
+from infrahaus_domain.proxmox_errors import ssh_error_code
+from infrahaus_domain.reads import to_read
+from infrahaus_domain.service_base import DomainService
+from infrahaus_proxmox import normalize_fingerprint
+from infrahaus_proxmox.pct import SshError
 
 # Changing any of these points the node's API somewhere else (or authenticates differently): re-test.
 _API_FIELDS = ("host", "port", "pve_node", "token_id", "token_secret", "tls_verify", "tls_fingerprint")
+# Changing any of these may send requests to another server: the token secret must be sent again with them.
+_API_ENDPOINT_FIELDS = ("host", "port", "tls_verify", "tls_fingerprint")
 
 
 class NodeRepository(SQLAlchemyAsyncRepository[Node]):
     model_type = Node
 
 
-class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
+class NodeService(DomainService[Node, NodeRepository]):
     """Nodes of one user at a time: every method takes the caller's `user_id` and hides other users' nodes."""
 
     repository_type = NodeRepository
 
-    def __init__(self, session: AsyncSession, *, box: SecretBox, api_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        access: NodeAccess,
+        cache: Cache | None = None,
+        check_limit: int = 30,
+        check_window: int = 60,
+        api_timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(session, **kwargs)
-        self.box = box
+        self.access = access
+        self.box = access.box
+        self.cache = cache
+        self.check_limit = check_limit
+        self.check_window = check_window
         self.api_timeout = api_timeout
-
-    @property
-    def session(self) -> AsyncSession:
-        session: AsyncSession = self.repository.session  # type: ignore[assignment]
-        return session
 
     # ------------------------------------------------------------------ reads
 
@@ -93,7 +108,7 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
 
     def endpoint(self, node: Node) -> NodeEndpoint:
         """The node's connection settings with decrypted secrets, for building a ProxmoxClient or PctExecRunner."""
-        return NodeEndpoint.from_node(node, self.box)
+        return self.access.endpoint(node)
 
     async def container_counts(self, node_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
         """How many containers each node holds: the one definition used by reads and by delete."""
@@ -111,15 +126,17 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
         return _to_read(node, counts[node.id])
 
     async def list_page(self, user_id: uuid.UUID, *, limit: int = 50, cursor: str | None = None) -> NodePage:
-        """One page of the caller's nodes in creation order (ids are UUIDv7, so ordering by id is by age)."""
-        query = select(Node).where(Node.user_id == user_id).order_by(Node.id).limit(limit + 1)
-        if cursor is not None:
-            query = query.where(Node.id > _decode_cursor(cursor))
-        nodes = list(await self.session.scalars(query))
-        next_cursor = _encode_cursor(nodes[limit - 1].id) if len(nodes) > limit else None
-        nodes = nodes[:limit]
-        counts = await self.container_counts([n.id for n in nodes])
-        return NodePage(items=[_to_read(n, counts[n.id]) for n in nodes], next_cursor=next_cursor)
+        """One page of the caller's nodes in creation order (ids are UUIDv7, so ordering by id is by age).
+
+        One statement (counts included) whose rows become `NodeRead` directly: no ORM objects on the hot path."""
+        after = decode_cursor(cursor, tuple[uuid.UUID])[0] if cursor is not None else None
+        statement = _NODE_LIST_AFTER if after is not None else _NODE_LIST
+        connection = await self.session.connection()  # Core: no ORM work for rows that are not entities
+        rows = (await connection.execute(statement, {"user_id": user_id, "limit": limit + 1, "after": after})).all()
+        next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        return NodePage(
+            items=msgspec.convert(rows[:limit], list[NodeRead], from_attributes=True), next_cursor=next_cursor
+        )
 
     # ------------------------------------------------------------------ writes
 
@@ -141,7 +158,8 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
             ssh_username=data.ssh_username,
         )
         await self._ensure_name_free(user_id, data.name)
-        check = await check_api(endpoint, request_timeout=self.api_timeout)
+        await self._count_check(user_id)
+        check = await check_api(self.access, endpoint, request_timeout=self.api_timeout)
         has_nodes = await self.session.scalar(select(func.count()).select_from(Node).where(Node.user_id == user_id))
         node = Node(
             user_id=user_id,
@@ -176,8 +194,11 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
         if "name" in changes and changes["name"] != node.name:
             await self._ensure_name_free(user_id, changes["name"])
         current = self.endpoint(node)
+        ssh_moved = self._require_secrets(node, current, changes)
         retest = any(f in changes and changes[f] != getattr(current, f) for f in _API_FIELDS)
         pve_node = node.pve_node
+        if retest or ssh_moved:
+            await self._count_check(user_id)
         if retest:
             endpoint = NodeEndpoint(
                 host=changes.get("host", node.host),
@@ -191,7 +212,7 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
                 ssh_port=current.ssh_port,
                 ssh_username=current.ssh_username,
             )
-            pve_node = (await check_api(endpoint, request_timeout=self.api_timeout)).pve_node
+            pve_node = (await check_api(self.access, endpoint, request_timeout=self.api_timeout)).pve_node
         old_ssh = (node.effective_ssh_host, node.ssh_port)
         for field in ("name", "host", "port", "token_id", "tls_verify", "tls_fingerprint", "ssh_host", "ssh_port"):
             if field in changes:
@@ -246,12 +267,11 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
 
     # ------------------------------------------------------------------ talking to nodes
 
-    async def probe(self, data: NodeProbe) -> CertificateRead:
-        """The TLS certificate a host presents, so a client can show its fingerprint and pin it."""
-        try:
-            info = await fetch_certificate(data.host, data.port, timeout=self.api_timeout)
-        except ProxmoxError as exc:
-            raise domain_error(exc, pinned=False) from exc
+    async def probe(self, user_id: uuid.UUID, data: NodeProbe) -> CertificateRead:
+        """The TLS certificate a Proxmox node presents, so a client can show its fingerprint and pin it (the address
+        must pass the outbound policy, and the server must answer like Proxmox)."""
+        await self._count_check(user_id)
+        info = await probe_certificate(self.access, data.host, data.port, timeout=self.api_timeout)
         return CertificateRead(
             fingerprint_sha256=info.fingerprint_sha256,
             subject=info.subject,
@@ -263,16 +283,16 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
         """Check the API and SSH access of a saved node; pins the SSH host key on the first success."""
         node = await self.get_owned(user_id, node_id)
         endpoint = self.endpoint(node)
-        api, (ssh, seen_host_key) = await asyncio.gather(self._test_api(endpoint), self._test_ssh(endpoint))
-        if ssh.ok and node.ssh_host_key is None and seen_host_key:
-            node.ssh_host_key = seen_host_key
-            await self.session.flush()
+        await self._count_check(user_id)
+        await self.end_read()
+        # A first SSH success pins the host key itself (`NodeAccess.runner`), as on every other path.
+        api, ssh = await asyncio.gather(self._test_api(endpoint), self._test_ssh(endpoint))
         return NodeTestResult(api=api, ssh=ssh)
 
     async def status(self, user_id: uuid.UUID, node_id: uuid.UUID) -> NodeStatusRead:
         endpoint = self.endpoint(await self.get_owned(user_id, node_id))
         with node_errors(endpoint):
-            async with proxmox_client(endpoint, timeout=self.api_timeout) as client:
+            async with self.access.client(endpoint, timeout=self.api_timeout) as client:
                 status = await client.nodes.status(endpoint.require_pve_node())
         return NodeStatusRead(
             cpu=status.cpu,
@@ -287,7 +307,7 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
     async def storages(self, user_id: uuid.UUID, node_id: uuid.UUID, content: str | None = None) -> list[StorageRead]:
         endpoint = self.endpoint(await self.get_owned(user_id, node_id))
         with node_errors(endpoint):
-            async with proxmox_client(endpoint, timeout=self.api_timeout) as client:
+            async with self.access.client(endpoint, timeout=self.api_timeout) as client:
                 storages = await client.storage.list(endpoint.require_pve_node(), content=content)
         return [
             StorageRead(
@@ -308,7 +328,7 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
         endpoint = self.endpoint(await self.get_owned(user_id, node_id))
         pve_node = endpoint.require_pve_node()
         with node_errors(endpoint):
-            async with proxmox_client(endpoint, timeout=self.api_timeout) as client:
+            async with self.access.client(endpoint, timeout=self.api_timeout) as client:
                 storages = [s for s in await client.storage.list(pve_node, content="vztmpl") if s.active]
                 volumes = await asyncio.gather(
                     *(client.storage.content(pve_node, s.storage, content="vztmpl") for s in storages)
@@ -325,7 +345,7 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
     async def bridges(self, user_id: uuid.UUID, node_id: uuid.UUID) -> list[BridgeRead]:
         endpoint = self.endpoint(await self.get_owned(user_id, node_id))
         with node_errors(endpoint):
-            async with proxmox_client(endpoint, timeout=self.api_timeout) as client:
+            async with self.access.client(endpoint, timeout=self.api_timeout) as client:
                 interfaces = await client.nodes.network(endpoint.require_pve_node(), type="bridge")
         return [
             BridgeRead(iface=i.iface, cidr=i.cidr, active=i.active) for i in sorted(interfaces, key=lambda i: i.iface)
@@ -335,31 +355,72 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
 
     async def _test_api(self, endpoint: NodeEndpoint) -> ApiTestResult:
         try:
-            check = await check_api(endpoint, request_timeout=self.api_timeout)
+            check = await check_api(self.access, endpoint, request_timeout=self.api_timeout)
+        except MissingPrivilegesError as exc:
+            return ApiTestResult(ok=False, error=exc.detail, code=exc.code, missing_privileges=exc.missing)
         except DomainError as exc:
             return ApiTestResult(ok=False, error=exc.detail, code=exc.code)
         return ApiTestResult(ok=True, version=check.version, latency_ms=check.latency_ms)
 
-    async def _test_ssh(self, endpoint: NodeEndpoint) -> tuple[SshTestResult, str | None]:
+    async def _test_ssh(self, endpoint: NodeEndpoint) -> SshTestResult:
         if endpoint.ssh_password is None and endpoint.ssh_private_key is None:
-            result = SshTestResult(
+            return SshTestResult(
                 ok=False, error="No SSH password or private key is configured.", code="ssh_not_configured"
             )
-            return result, None
         try:
-            runner = pct_runner(endpoint, connect_timeout=self.api_timeout)
+            runner = self.access.runner(endpoint, connect_timeout=self.api_timeout)
         except ValueError:
             # Keys are checked when saved; this only guards keys stored before that check existed.
-            return SshTestResult(ok=False, error="The stored SSH key cannot be read.", code="ssh_key_invalid"), None
+            return SshTestResult(ok=False, error="The stored SSH key cannot be read.", code="ssh_key_invalid")
         started = time.perf_counter()
         try:
-            host_key = await runner.connect()
+            await runner.connect()
         except SshError as exc:
-            return SshTestResult(ok=False, error=str(exc), code=_ssh_code(exc)), None
+            return SshTestResult(ok=False, error=str(exc), code=ssh_error_code(exc))
+        except DomainError as exc:  # the outbound policy refused the SSH address
+            return SshTestResult(ok=False, error=exc.detail, code=exc.code)
         finally:
             await runner.aclose()
         latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        return SshTestResult(ok=True, latency_ms=latency_ms), host_key
+        return SshTestResult(ok=True, latency_ms=latency_ms)
+
+    def _require_secrets(self, node: Node, current: NodeEndpoint, changes: dict[str, Any]) -> bool:
+        """Raise `SecretsRequiredError` when the API or SSH endpoint changes without the secrets that belong to it
+        in the same request (the stored ones were given for the old endpoint and are never sent to another).
+        Returns whether the SSH endpoint changes."""
+        missing: list[FieldError] = []
+        api_moved = any(f in changes and changes[f] != getattr(current, f) for f in _API_ENDPOINT_FIELDS)
+        if api_moved and "token_secret" not in changes:
+            missing.append(
+                FieldError(field="token_secret", message="send it again: the node's address or TLS settings change")
+            )
+        new_ssh = (
+            changes.get("ssh_host", node.ssh_host) or changes.get("host", node.host),
+            changes.get("ssh_port", node.ssh_port),
+        )
+        ssh_moved = new_ssh != (node.effective_ssh_host, node.ssh_port)
+        if ssh_moved:
+            for field, stored in (("ssh_password", node.ssh_password), ("ssh_private_key", node.ssh_private_key)):
+                if stored is not None and field not in changes:
+                    missing.append(
+                        FieldError(field=field, message="send it again (or null): the node's SSH address changes")
+                    )
+        if missing:
+            raise SecretsRequiredError(missing)
+        return ssh_moved
+
+    async def _count_check(self, user_id: uuid.UUID) -> None:
+        """Count one probe, registration, connection test or endpoint change of the user: each makes the server
+        connect somewhere, so they are limited per user (`RateLimited` beyond the limit)."""
+        if self.cache is None:
+            return
+        counter = f"node-checks:{user_id}"
+        if await self.cache.incr(counter, ttl=self.check_window) > self.check_limit:
+            remaining = await self.cache.ttl(counter)
+            raise RateLimited(
+                int(remaining or self.check_window) + 1,
+                "Too many node checks (probe, register, test); try again later.",
+            )
 
     async def _ensure_name_free(self, user_id: uuid.UUID, name: str) -> None:
         taken = await self.session.scalar(select(Node.id).where(Node.user_id == user_id, Node.name == name))
@@ -368,16 +429,6 @@ class NodeService(SQLAlchemyAsyncRepositoryService[Node, NodeRepository]):
 
     def _encrypt(self, secret: str | None) -> str | None:
         return self.box.encrypt(secret) if secret is not None else None
-
-
-def _ssh_code(exc: SshError) -> str:
-    if isinstance(exc, SshHostKeyMismatch):
-        return "ssh_host_key_mismatch"
-    if isinstance(exc, SshAuthError):
-        return "ssh_auth_failed"
-    if isinstance(exc, SshUnreachable):
-        return "ssh_unreachable"
-    return "ssh_error"
 
 
 def _normalize_fingerprint(value: str | None) -> str | None:
@@ -389,36 +440,51 @@ def _normalize_fingerprint(value: str | None) -> str | None:
         raise ValidationFailed([FieldError(field="tls_fingerprint", message=str(exc))]) from None
 
 
-def _encode_cursor(node_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(node_id.bytes).decode().rstrip("=")
+def node_list_statement(user_id: uuid.UUID, *, limit: int, after: uuid.UUID | None) -> Select[Any]:
+    """The caller's nodes after `after` (by id), each row carrying every `NodeRead` field by name (the statement
+    `list_page` runs, with its values bound)."""
+    statement = _NODE_LIST_AFTER if after is not None else _NODE_LIST
+    return statement.params(user_id=user_id, limit=limit, after=after)
 
 
-def _decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
-        raise ValidationFailed([FieldError(field="cursor", message="not a cursor from this list")]) from None
+def _node_list(*, paged: bool) -> Select[Any]:
+    # Built once: constructing a statement costs more than the database takes to run it.
+    count = select(func.count()).where(Container.node_id == Node.id).correlate(Node).scalar_subquery()
+    query = (
+        select(
+            *(getattr(Node, name) for name in _NODE_READ_COLUMNS),
+            func.coalesce(Node.ssh_host, Node.host).label("ssh_host"),
+            type_coerce(Node.token_secret != "", Boolean).label("has_token_secret"),
+            type_coerce(Node.ssh_password.is_not(None), Boolean).label("has_ssh_password"),
+            type_coerce(Node.ssh_private_key.is_not(None), Boolean).label("has_ssh_private_key"),
+            count.label("container_count"),
+        )
+        .where(Node.user_id == bindparam("user_id"))
+        .order_by(Node.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    return query.where(Node.id > bindparam("after", type_=Node.id.type)) if paged else query
+
+
+# `NodeRead` fields that are plain columns of `nodes`; the others are computed in `node_list_statement`.
+_NODE_READ_COLUMNS = tuple(
+    name
+    for name in NodeRead.__struct_fields__
+    if name not in {"ssh_host", "has_token_secret", "has_ssh_password", "has_ssh_private_key", "container_count"}
+)
+
+
+_NODE_LIST = _node_list(paged=False)
+_NODE_LIST_AFTER = _node_list(paged=True)
 
 
 def _to_read(node: Node, container_count: int) -> NodeRead:
-    return NodeRead(
-        id=node.id,
-        name=node.name,
-        host=node.host,
-        port=node.port,
-        pve_node=node.pve_node,
-        token_id=node.token_id,
-        tls_verify=node.tls_verify,
-        tls_fingerprint=node.tls_fingerprint,
+    return to_read(
+        node,
+        NodeRead,
         ssh_host=node.effective_ssh_host,
-        ssh_port=node.ssh_port,
-        ssh_username=node.ssh_username,
-        ssh_host_key=node.ssh_host_key,
-        is_default=node.is_default,
         has_token_secret=bool(node.token_secret),
         has_ssh_password=node.ssh_password is not None,
         has_ssh_private_key=node.ssh_private_key is not None,
         container_count=container_count,
-        created_at=node.created_at,
-        updated_at=node.updated_at,
     )

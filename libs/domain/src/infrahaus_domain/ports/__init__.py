@@ -1,10 +1,11 @@
-"""Ports for shared state between processes: a cache, named locks and an event bus.
+"""Ports for shared state between processes: a cache, named locks, an event bus, and invalidation of the caches
+each process keeps in its own memory.
 
 Production uses Redis (`infrahaus_domain.ports.redis`); the embedded mode uses in-process adapters
 (`infrahaus_domain.ports.memory`), which are thread-safe so an in-process worker thread can share them.
 """
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,13 +59,45 @@ class EventBus(Protocol):
         ...
 
 
+# Called with one key of the topic that is stale, or with None: everything of the topic may be stale.
+InvalidationHandler = Callable[[str | None], None]
+
+
+class Invalidation(Protocol):
+    """Cross-process invalidation of in-process caches (what one process remembers in its own memory).
+
+    `publish(topic, *keys)` tells every process of the deployment that the values it keeps under `topic` for `keys`
+    are stale: this process's handlers run before `publish` returns, the other processes' as soon as the message
+    arrives (Redis pub/sub in production; in embedded mode every part of the one process shares the adapter).
+    Pub/sub does not queue messages for a process that is not subscribed, so after any interruption of its
+    subscription a process calls every handler with None (drop the whole topic) once it is subscribed again; while
+    `connected` is False an in-process cache should not be trusted at all.
+
+    Handlers must be quick and must not block; in embedded mode they may run on another thread than the one that
+    registered them (a worker thread publishes), so they must be thread-safe (a `dict.pop` is).
+    """
+
+    @property
+    def connected(self) -> bool:
+        """True while this process receives the other processes' invalidations."""
+        ...
+
+    async def publish(self, topic: str, *keys: str) -> None: ...
+
+    def listen(self, topic: str, handler: InvalidationHandler) -> Callable[[], None]:
+        """Run `handler` for every invalidation of `topic`; returns what unregisters it. Call it on the process's
+        event loop (the Redis adapter starts its subscriber there)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ports:
-    """The three ports one process uses, plus what closes them."""
+    """The ports one process uses, plus what closes them."""
 
     cache: Cache
     lock: Lock
     events: EventBus
+    invalidation: Invalidation
     close: "_Closer"
 
 
@@ -83,4 +116,13 @@ def build_ports(redis_url: str | None, prefix: str) -> Ports:
     return redis_ports(redis_url, prefix)
 
 
-__all__ = ["Cache", "EventBus", "Lock", "LockTimeout", "Ports", "build_ports"]
+__all__ = [
+    "Cache",
+    "EventBus",
+    "Invalidation",
+    "InvalidationHandler",
+    "Lock",
+    "LockTimeout",
+    "Ports",
+    "build_ports",
+]

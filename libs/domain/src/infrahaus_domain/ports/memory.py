@@ -1,14 +1,17 @@
 """In-process adapters for the embedded mode. Thread-safe: the in-process worker runs its own event loop."""
 
 import asyncio
+import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from infrahaus_domain.ports import LockTimeout
+from infrahaus_domain.ports import InvalidationHandler, LockTimeout
+
+logger = logging.getLogger("infrahaus.ports")
 
 if TYPE_CHECKING:
     from infrahaus_domain.ports import Ports
@@ -163,10 +166,66 @@ class MemoryEventBus:
                     self._subscribers.pop(channel, None)
 
 
+class Handlers:
+    """Invalidation handlers by topic, shared by both adapters (thread-safe registration and dispatch)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._by_topic: dict[str, list[InvalidationHandler]] = {}
+
+    def add(self, topic: str, handler: InvalidationHandler) -> Callable[[], None]:
+        with self._guard:
+            self._by_topic.setdefault(topic, []).append(handler)
+
+        def remove() -> None:
+            with self._guard:
+                handlers = self._by_topic.get(topic, [])
+                if handler in handlers:
+                    handlers.remove(handler)
+
+        return remove
+
+    def call(self, topic: str, keys: Iterable[str | None]) -> None:
+        with self._guard:
+            handlers = list(self._by_topic.get(topic, ()))
+        for key in keys:
+            for handler in handlers:
+                try:
+                    handler(key)
+                except Exception:  # one broken cache must not keep the others stale
+                    logger.exception("invalidation handler of %s failed", topic)
+
+    def call_all(self) -> None:
+        """Every handler of every topic with None (everything may be stale)."""
+        with self._guard:
+            topics = list(self._by_topic)
+        for topic in topics:
+            self.call(topic, [None])
+
+
+class MemoryInvalidation:
+    """One process: `publish` runs the handlers at once, in the caller's thread."""
+
+    def __init__(self) -> None:
+        self.handlers = Handlers()
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def publish(self, topic: str, *keys: str) -> None:
+        self.handlers.call(topic, keys)
+
+    def listen(self, topic: str, handler: InvalidationHandler) -> Callable[[], None]:
+        return self.handlers.add(topic, handler)
+
+
 def memory_ports() -> "Ports":
     from infrahaus_domain.ports import Ports
 
     async def close() -> None:
         return None
 
-    return Ports(cache=MemoryCache(), lock=MemoryLock(), events=MemoryEventBus(), close=close)
+    return Ports(
+        cache=MemoryCache(), lock=MemoryLock(), events=MemoryEventBus(), invalidation=MemoryInvalidation(), close=close
+    )

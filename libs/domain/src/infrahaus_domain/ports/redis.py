@@ -3,15 +3,23 @@
 A client belongs to the event loop that created it: build one `Ports` per process / loop.
 """
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import LockError
 
-from infrahaus_domain.ports import LockTimeout
+from infrahaus_domain.ports import InvalidationHandler, LockTimeout
+from infrahaus_domain.ports.memory import Handlers
+
+logger = logging.getLogger("infrahaus.ports")
 
 if TYPE_CHECKING:
     from infrahaus_domain.ports import Ports
@@ -120,17 +128,108 @@ class RedisEventBus:
             await pubsub.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
+class _Invalidated(msgspec.Struct, array_like=True):
+    origin: str
+    topic: str
+    keys: list[str]
+
+
+class RedisInvalidation:
+    """Invalidations over one pub/sub channel; one subscriber task per process, started by the first `listen`.
+
+    A process runs its own handlers in `publish` and skips its own messages when they come back.
+    """
+
+    def __init__(self, client: "Redis[bytes]", prefix: str, *, retry_delay: float = 0.1) -> None:
+        self._redis = client
+        self._channel = f"{prefix}invalidate"
+        self._origin = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._handlers = Handlers()
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._retry_delay = retry_delay
+
+    @property
+    def connected(self) -> bool:
+        return self._subscribed.is_set()
+
+    async def publish(self, topic: str, *keys: str) -> None:
+        self._handlers.call(topic, keys)
+        if keys:
+            message = msgspec.msgpack.encode(_Invalidated(origin=self._origin, topic=topic, keys=list(keys)))
+            await self._redis.publish(self._channel, message)
+
+    def listen(self, topic: str, handler: InvalidationHandler) -> Callable[[], None]:
+        remove = self._handlers.add(topic, handler)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._subscribe())
+        return remove
+
+    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a plain bound for tests and startup
+        """Wait until the subscriber is listening (tests; a process that must not miss the first invalidation)."""
+        async with asyncio.timeout(timeout):
+            await self._subscribed.wait()
+
+    async def _subscribe(self) -> None:
+        delay = self._retry_delay
+        lost = False
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._subscribed.set()
+                if lost:
+                    # Anything remembered while the subscription was down may have missed its invalidation.
+                    self._handlers.call_all()
+                delay = self._retry_delay
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("invalidation subscription lost (%s); local caches dropped until it is back", exc)
+            finally:
+                if self._subscribed.is_set():
+                    lost = True
+                    self._subscribed.clear()
+                    self._handlers.call_all()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            message = msgspec.msgpack.decode(data, type=_Invalidated)
+        except msgspec.DecodeError:
+            logger.warning("malformed invalidation message ignored")
+            return
+        if message.origin != self._origin:
+            self._handlers.call(message.topic, message.keys)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
 def redis_ports(url: str, prefix: str) -> "Ports":
     from infrahaus_domain.ports import Ports
 
     client: Redis[bytes] = Redis.from_url(url)
+    invalidation = RedisInvalidation(client, prefix)
 
     async def close() -> None:
+        await invalidation.aclose()
         await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
     return Ports(
         cache=RedisCache(client, prefix),
         lock=RedisLock(client, prefix),
         events=RedisEventBus(client, prefix),
+        invalidation=invalidation,
         close=close,
     )

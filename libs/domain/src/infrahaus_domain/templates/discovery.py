@@ -1,6 +1,8 @@
 """Sync the templates directory (`INFRAHAUS_TEMPLATES_DIR`) into the database.
 
-Each subdirectory holding a `template.conf` is one filesystem template, keyed by its directory name.
+Each subdirectory holding a `template.conf` is one filesystem template, keyed by its directory name. Template
+directories are untrusted input: symbolic links are refused, never followed, and sizes and counts are bounded
+(`infrahaus_domain.templates.parser`); a refused template is reported with the reason, the others still sync.
 A template whose content hash is unchanged is not touched, so re-running on the same tree writes nothing.
 A broken template is reported and keeps its last good version in the database; the others still sync.
 A directory that disappeared removes its template (containers keep the snapshot they were created with).
@@ -11,10 +13,16 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infrahaus_domain import allowlist as v
 from infrahaus_domain.db import alchemy_config
 from infrahaus_domain.errors import ConflictError, DomainError, ValidationFailed
-from infrahaus_domain.templates import validation as v
-from infrahaus_domain.templates.parser import ParsedTemplate, TemplateFormatError, parse_template_dir, template_dirs
+from infrahaus_domain.templates.parser import (
+    MAX_TEMPLATES,
+    ParsedTemplate,
+    TemplateFormatError,
+    parse_template_dir,
+    template_dirs,
+)
 from infrahaus_domain.templates.schemas import DiscoveryError, DiscoveryReport
 from infrahaus_domain.templates.service import TemplateService, validate_template
 
@@ -29,7 +37,10 @@ def scan(root: Path) -> list[ParsedTemplate | DiscoveryError]:
         # Never treat a missing (e.g. unmounted) directory as "every template was deleted".
         raise TemplatesDirUnavailable(f"The templates directory {str(root)!r} does not exist.")
     results: list[ParsedTemplate | DiscoveryError] = []
-    for path in template_dirs(root):
+    for index, path in enumerate(template_dirs(root)):
+        if index >= MAX_TEMPLATES:
+            results.append(DiscoveryError(template=path.name, error=f"more than {MAX_TEMPLATES} templates"))
+            continue
         try:
             v.validate_label(path.name, "template directory name")
             results.append(parse_template_dir(path))

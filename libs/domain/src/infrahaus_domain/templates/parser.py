@@ -19,20 +19,31 @@ TEMPLATE_UNPRIVILEGED, TEMPLATE_NESTING, TEMPLATE_KEYCTL, TEMPLATE_FUSE (1/0, tr
 yes/no, on/off). Other variables are allowed and ignored.
 """
 
+import errno
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
 
-from infrahaus_domain.templates import validation as v
+from infrahaus_domain import allowlist as v
 from infrahaus_domain.templates.schemas import TemplateFileIn, TemplatePackageIn, TemplateScriptIn, TemplateWrite
 
 CONF_NAME = "template.conf"
 CONFIGS_DIR = "container-configs"
 SIDECARS = (".path", ".policy", ".mode")
 PACKAGE_EXTENSIONS = {".apt": "apt", ".npm": "npm", ".pip": "pip"}
+# Hard limits of discovery: templates per directory, entries per template directory, bytes per file (a script's
+# or file's content limit), of template.conf and of a sidecar, and of one template in all.
+MAX_TEMPLATES = 500
+MAX_ENTRIES = 300
+MAX_FILE_BYTES = v.MAX_CONTENT_BYTES
+MAX_CONF_BYTES = 64 * 1024
+MAX_SIDECAR_BYTES = 4096
+MAX_TEMPLATE_BYTES = 16 * 1024 * 1024
 
 
 class TemplateFormatError(ValueError):
@@ -287,21 +298,100 @@ def template_from_conf(conf: Mapping[str, str], dir_name: str) -> TemplateWrite:
 _SCRIPT_FILE = re.compile(r"(\d+)-([A-Za-z0-9._-]+)\.sh")
 
 
-def _entries(directory: Path) -> list[Path]:
-    """Directory entries in name order, without hidden files and READMEs; none if it does not exist."""
-    if not directory.is_dir():
-        return []
-    return sorted(
-        (p for p in directory.iterdir() if not p.name.startswith(".") and not p.name.upper().startswith("README")),
-        key=lambda p: p.name,
-    )
+class _Dir:
+    """One directory of a template, read through file descriptors that never follow a symbolic link.
+
+    Template directories are read as untrusted input (their authors are not the operator): a link is refused, not
+    followed (a link to `/etc/shadow` named `00-setup.sh` would otherwise publish the server's file as a script);
+    only regular files are read, each at most `MAX_FILE_BYTES`, a template at most `MAX_TEMPLATE_BYTES` in all, a
+    directory at most `MAX_ENTRIES` entries. Every refusal is a `TemplateFormatError` naming the path, so discovery
+    reports it for that template alone.
+    """
+
+    def __init__(self, fd: int, relative: str, budget: list[int]) -> None:
+        self.fd = fd
+        self.relative = relative
+        self._budget = budget  # bytes this template may still read (shared by its directories)
+
+    @classmethod
+    def open(cls, path: Path) -> "_Dir":
+        """The template directory itself (`path` must not be a link either)."""
+        return cls(_open_dir(str(path), None, path.name), path.name, [MAX_TEMPLATE_BYTES])
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def where(self, name: str) -> str:
+        return f"{self.relative}/{name}" if self.relative else name
+
+    def kind(self, name: str) -> str | None:
+        """``file``, ``dir``, ``link`` or ``other``; None when there is no such entry."""
+        try:
+            mode = os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(mode):
+            return "link"
+        return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
+
+    def subdir(self, name: str) -> "_Dir | None":
+        if self.kind(name) is None:
+            return None
+        return _Dir(_open_dir(name, self.fd, self.where(name)), self.where(name), self._budget)
+
+    def entries(self) -> list[tuple[str, str]]:
+        """(name, kind) in name order, without hidden files and READMEs; a link anywhere is refused."""
+        found: list[tuple[str, str]] = []
+        with os.scandir(self.fd) as listing:
+            for entry in listing:
+                if entry.name.startswith(".") or entry.name.upper().startswith("README"):
+                    continue
+                if len(found) >= MAX_ENTRIES:
+                    raise TemplateFormatError(f"{self.relative}: more than {MAX_ENTRIES} entries")
+                kind = self.kind(entry.name) or "other"
+                if kind == "link":
+                    raise TemplateFormatError(f"{self.where(entry.name)}: a symbolic link (links are not followed)")
+                found.append((entry.name, kind))
+        return sorted(found)
+
+    def read_text(self, name: str, limit: int = 0) -> str:
+        """A regular file's UTF-8 text, opened without following a link and read no further than the limits."""
+        limit = min(limit or MAX_FILE_BYTES, self._budget[0])
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError as exc:
+            raise TemplateFormatError(f"{self.where(name)}: {_refusal(exc)}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise TemplateFormatError(f"{self.where(name)}: not a regular file")
+            data = bytearray()
+            while len(data) <= limit and (chunk := os.read(fd, 65536)):
+                data += chunk
+        finally:
+            os.close(fd)
+        if len(data) > limit:
+            raise TemplateFormatError(
+                f"{self.where(name)}: larger than {limit} bytes (a file may hold {MAX_FILE_BYTES}, "
+                f"a template {MAX_TEMPLATE_BYTES})"
+            )
+        self._budget[0] -= len(data)
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TemplateFormatError(f"{self.where(name)}: not UTF-8 text") from None
 
 
-def _read_text(path: Path, root: Path) -> str:
+def _open_dir(name: str, dir_fd: int | None, relative: str) -> int:
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TemplateFormatError(f"{path.relative_to(root)}: not UTF-8 text") from exc
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        raise TemplateFormatError(f"{relative}: {_refusal(exc)}") from None
+
+
+def _refusal(exc: OSError) -> str:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return "a symbolic link or not a directory (links are not followed)"
+    return "cannot be read"
 
 
 def _script_description(content: str) -> str:
@@ -319,17 +409,19 @@ def _script_description(content: str) -> str:
     return ""
 
 
-def parse_scripts(directory: Path, root: Path) -> list[TemplateScriptIn]:
+def parse_scripts(directory: "_Dir | None") -> list[TemplateScriptIn]:
     """``NN-name.sh`` scripts ordered by numeric prefix (then name); positions are 0, 1, 2, ..."""
-    found: list[tuple[int, str, Path]] = []
-    for path in _entries(directory):
-        match = _SCRIPT_FILE.fullmatch(path.name)
-        if not path.is_file() or not match:
-            raise TemplateFormatError(f"{path.relative_to(root)}: scripts must be files named NN-name.sh")
-        found.append((int(match.group(1)), path.name, path))
+    if directory is None:
+        return []
+    found: list[tuple[int, str]] = []
+    for name, kind in directory.entries():
+        match = _SCRIPT_FILE.fullmatch(name)
+        if kind != "file" or not match:
+            raise TemplateFormatError(f"{directory.where(name)}: scripts must be files named NN-name.sh")
+        found.append((int(match.group(1)), name))
     scripts = []
-    for position, (_, file_name, path) in enumerate(sorted(found)):
-        content = _read_text(path, root)
+    for position, (_, file_name) in enumerate(sorted(found)):
+        content = directory.read_text(file_name)
         scripts.append(
             TemplateScriptIn(
                 name=file_name.removesuffix(".sh"),
@@ -354,69 +446,76 @@ def parse_package_lines(text: str) -> list[tuple[int, str]]:
     return specs
 
 
-def parse_packages(directory: Path, root: Path) -> list[TemplatePackageIn]:
+def parse_packages(directory: "_Dir | None") -> list[TemplatePackageIn]:
     """Packages from ``<group>.<apt|npm|pip>`` files; the group becomes each package's ``bucket`` label.
 
     Version pins are kept (``flask==3.0.0``, ``express@4``, ``nginx=1.22*``); a package listed
     twice for one manager is kept once, at its first occurrence.
     """
+    if directory is None:
+        return []
     packages: list[TemplatePackageIn] = []
     seen: set[tuple[str, str]] = set()
-    for path in _entries(directory):
-        manager = PACKAGE_EXTENSIONS.get(path.suffix)
-        relative = path.relative_to(root)
-        if not path.is_file() or manager is None:
+    for name, kind in directory.entries():
+        stem, dot, suffix = name.rpartition(".")
+        manager = PACKAGE_EXTENSIONS.get(f".{suffix}") if dot else None
+        relative = directory.where(name)
+        if kind != "file" or manager is None:
             raise TemplateFormatError(f"{relative}: package lists must be files named <group>.apt|.npm|.pip")
         try:
-            group = v.validate_label(path.stem, "package group")
+            group = v.validate_label(stem, "package group")
         except v.UnsafeValueError as exc:
             raise TemplateFormatError(f"{relative}: {exc}") from exc
-        for number, spec in parse_package_lines(_read_text(path, root)):
+        for number, spec in parse_package_lines(directory.read_text(name)):
             try:
-                name, version = v.parse_package_spec(manager, spec)
+                package, version = v.parse_package_spec(manager, spec)
             except v.UnsafeValueError as exc:
                 raise TemplateFormatError(f"{relative} line {number}: {exc}") from exc
-            if (manager, name) in seen:
+            if (manager, package) in seen:
                 continue
-            seen.add((manager, name))
-            packages.append(TemplatePackageIn(name=name, manager=manager, version=version, bucket=group))  # type: ignore[arg-type]
+            seen.add((manager, package))
+            packages.append(TemplatePackageIn(name=package, manager=manager, version=version, bucket=group))  # type: ignore[arg-type]
     return packages
 
 
-def _sidecar(path: Path, root: Path) -> str | None:
-    if not path.is_file():
+def _sidecar(directory: "_Dir", name: str) -> str | None:
+    if directory.kind(name) is None:
         return None
-    for line in _read_text(path, root).splitlines():
+    for line in directory.read_text(name, MAX_SIDECAR_BYTES).splitlines():
         value = line.strip()
         if value and not value.startswith("#"):
             return value
     return None
 
 
-def parse_files(directory: Path, root: Path) -> list[TemplateFileIn]:
+def parse_files(directory: "_Dir | None") -> list[TemplateFileIn]:
     """Files with their ``.path`` (required), ``.policy`` and ``.mode`` sidecars."""
+    if directory is None:
+        return []
     files = []
-    names = {p.name for p in _entries(directory)}
-    for path in _entries(directory):
-        relative = path.relative_to(root)
-        if path.suffix in SIDECARS and path.name.removesuffix(path.suffix) in names:
+    entries = directory.entries()
+    names = {name for name, _ in entries}
+    for name, kind in entries:
+        relative = directory.where(name)
+        suffix = "." + name.rpartition(".")[2] if "." in name else ""
+        if suffix in SIDECARS and name.removesuffix(suffix) in names:
             continue
-        if path.suffix in SIDECARS:
+        if suffix in SIDECARS:
             raise TemplateFormatError(f"{relative}: sidecar without a file")
-        if not path.is_file():
+        if kind != "file":
             raise TemplateFormatError(f"{relative}: only plain files are supported")
-        target = _sidecar(path.with_name(path.name + ".path"), root)
+        target = _sidecar(directory, name + ".path")
         if target is None:
-            raise TemplateFormatError(f"{relative}: missing {path.name}.path (the target directory)")
-        policy = _sidecar(path.with_name(path.name + ".policy"), root) or "default"
-        mode = _sidecar(path.with_name(path.name + ".mode"), root) or "0644"
+            raise TemplateFormatError(f"{relative}: missing {name}.path (the target directory)")
+        policy = _sidecar(directory, name + ".policy") or "default"
+        mode = _sidecar(directory, name + ".mode") or "0644"
         if policy not in v.FILE_POLICIES:
             raise TemplateFormatError(f"{relative}.policy: one of {', '.join(v.FILE_POLICIES)}, got {policy!r}")
         files.append(
             TemplateFileIn(
-                name=path.name,
+                name=name,
                 target_path=target,
-                content=_read_text(path, root),
+                content=directory.read_text(name),
                 policy=policy,  # type: ignore[arg-type]
                 mode=mode,
             )
@@ -430,27 +529,43 @@ def content_hash(template: TemplateWrite) -> str:
 
 
 def parse_template_dir(path: Path) -> ParsedTemplate:
-    """Read one template directory. Raises `TemplateFormatError` naming the offending file."""
-    conf_path = path / CONF_NAME
-    if not conf_path.is_file():
-        raise TemplateFormatError(f"missing {CONF_NAME}")
-    root = path
-    base = template_from_conf(parse_conf(_read_text(conf_path, root)), path.name)
-    configs = path / CONFIGS_DIR
-    template = msgspec.structs.replace(
-        base,
-        scripts=parse_scripts(configs / "scripts", root),
-        packages=parse_packages(configs / "packages", root),
-        files=parse_files(configs / "files", root),
-    )
+    """Read one template directory (never following a link, within the size limits). Raises `TemplateFormatError`
+    naming the offending file."""
+    top = _Dir.open(path)
+    opened = [top]
+    try:
+        if top.kind(CONF_NAME) is None:
+            raise TemplateFormatError(f"missing {CONF_NAME}")
+        base = template_from_conf(parse_conf(top.read_text(CONF_NAME, MAX_CONF_BYTES)), path.name)
+        configs = top.subdir(CONFIGS_DIR)
+        parts: dict[str, _Dir | None] = {"scripts": None, "packages": None, "files": None}
+        if configs is not None:
+            opened.append(configs)
+            for part in parts:
+                parts[part] = configs.subdir(part)
+                if parts[part] is not None:
+                    opened.append(parts[part])  # type: ignore[arg-type]
+        template = msgspec.structs.replace(
+            base,
+            scripts=parse_scripts(parts["scripts"]),
+            packages=parse_packages(parts["packages"]),
+            files=parse_files(parts["files"]),
+        )
+    finally:
+        for directory in opened:
+            directory.close()
     return ParsedTemplate(source_dir=path.name, template=template, content_hash=content_hash(template))
 
 
 def template_dirs(root: Path) -> list[Path]:
-    """Subdirectories of ``root`` that hold a ``template.conf``, in name order."""
+    """Entries of ``root`` that are template directories (holding a ``template.conf``), in name order; a link is
+    listed too, so that discovery reports it refused instead of skipping it silently."""
     if not root.is_dir():
         return []
-    return sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CONF_NAME).is_file()),
-        key=lambda p: p.name,
-    )
+    found = []
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() or (entry.is_dir() and (entry / CONF_NAME).exists()):
+            found.append(entry)
+    return sorted(found, key=lambda p: p.name)

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import msgspec
 
-from infrahaus_domain.models.templates import TemplateSource
-from infrahaus_domain.templates.validation import FilePolicy, PackageManager
+from infrahaus_domain.allowlist import FilePolicy, PackageManager
+from infrahaus_domain.models.templates import RevisionAuthor, TemplateSource
 
 Cores = Annotated[int, msgspec.Meta(ge=1, le=512)]
 MemoryMb = Annotated[int, msgspec.Meta(ge=16, le=4 * 1024 * 1024)]
@@ -116,6 +116,9 @@ class TemplateSummary(msgspec.Struct, kw_only=True):
     script_count: int
     file_count: int
     package_count: int
+    revision: Annotated[
+        int, msgspec.Meta(description="Number of the newest revision (`GET /api/templates/{id}/revisions`).")
+    ]
     created_at: datetime
     updated_at: datetime
 
@@ -141,6 +144,9 @@ class TemplateRead(msgspec.Struct, kw_only=True):
     scripts: list[TemplateScriptRead]
     files: list[TemplateFileRead]
     packages: list[TemplatePackageRead]
+    revision: Annotated[
+        int, msgspec.Meta(description="Number of the newest revision (`GET /api/templates/{id}/revisions`).")
+    ]
     created_at: datetime
     updated_at: datetime
 
@@ -173,3 +179,85 @@ class DiscoveryReport(msgspec.Struct, kw_only=True):
     unchanged: list[str]
     removed: list[str]
     errors: list[DiscoveryError]
+
+
+# ---------------------------------------------------------------- revisions
+
+
+class RevisionScript(msgspec.Struct, kw_only=True):
+    id: uuid.UUID | None = None
+    name: str
+    position: int
+    content: str
+    description: str = ""
+    enabled: bool = True
+    digest: str
+
+
+class RevisionFile(msgspec.Struct, kw_only=True):
+    name: str
+    target_path: str
+    policy: FilePolicy
+    mode: str
+    content: str
+    digest: str
+
+
+class RevisionPackage(msgspec.Struct, kw_only=True):
+    name: str
+    manager: PackageManager
+    version: str | None = None
+    bucket: str | None = None
+
+
+class TemplateContent(msgspec.Struct, kw_only=True):
+    """Everything a template says, as one immutable document (a revision's `content`)."""
+
+    name: str
+    description: str
+    tags: list[str]
+    os_template: str | None
+    cores: int
+    memory_mb: int
+    swap_mb: int
+    disk_gb: int
+    storage: str
+    bridge: str
+    unprivileged: bool
+    nesting: bool
+    keyctl: bool
+    fuse: bool
+    scripts: list[RevisionScript]
+    files: list[RevisionFile]
+    packages: list[RevisionPackage]
+
+
+class RevisionAuthorRead(msgspec.Struct, kw_only=True):
+    """Who or what made a revision: a user's API save (`user_id`), a directory `discovery` run, or the `migration`
+    that recorded the state templates had when revisions were introduced."""
+
+    kind: RevisionAuthor
+    user_id: uuid.UUID | None = None
+
+
+class RevisionSummary(msgspec.Struct, kw_only=True):
+    number: int
+    digest: str
+    author: RevisionAuthorRead
+    created_at: datetime
+    containers: int
+
+
+class RevisionRead(msgspec.Struct, kw_only=True):
+    template_id: uuid.UUID | None
+    number: int
+    digest: str
+    author: RevisionAuthorRead
+    created_at: datetime
+    containers: int
+    content: TemplateContent
+
+
+class RevisionPage(msgspec.Struct, kw_only=True):
+    items: list[RevisionSummary]
+    next_cursor: str | None

@@ -1,19 +1,19 @@
 """Templates: validation, visibility (shared filesystem templates + the caller's own), atomic child replacement."""
 
-import base64
-import binascii
-import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import ScalarSelect, String, and_, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import raiseload
 
+from infrahaus_domain import allowlist as v
+from infrahaus_domain.allowlist import FieldErrors, whole
 from infrahaus_domain.errors import ConflictError, FieldError, NotFoundError, ValidationFailed
 from infrahaus_domain.models.templates import (
     BucketPackage,
@@ -24,20 +24,19 @@ from infrahaus_domain.models.templates import (
     TemplateScript,
     TemplateSource,
 )
-from infrahaus_domain.templates import validation as v
+from infrahaus_domain.pagination import decode_cursor, encode_cursor
+from infrahaus_domain.reads import to_read as to_read_schema
+from infrahaus_domain.service_base import DomainService
+from infrahaus_domain.templates.revisions import RevisionService
 from infrahaus_domain.templates.schemas import (
     TemplateFileIn,
-    TemplateFileRead,
     TemplatePackageIn,
-    TemplatePackageRead,
     TemplatePage,
     TemplateRead,
     TemplateScriptIn,
-    TemplateScriptRead,
     TemplateSummary,
     TemplateWrite,
 )
-from infrahaus_domain.templates.validation import FieldErrors
 
 MAX_CHILDREN = 500
 MAX_TAGS = 32
@@ -131,9 +130,9 @@ def validate_template(data: TemplateWrite) -> TemplateWrite:
 
 # A unique-constraint violation raised while flushing, by the table it names, as the user should read it.
 _DUPLICATES = (
-    ("template_scripts", "scripts", "script names must be unique within a template"),
-    ("template_files", "files", "each (target_path, name) may appear once"),
-    ("template_packages", "packages", "each (manager, name) may appear once"),
+    ("template_scripts", "scripts", "Script names must be unique within a template."),
+    ("template_files", "files", "Each file (target path and name) may appear only once."),
+    ("template_packages", "packages", "Each package (manager and name) may appear only once."),
 )
 
 
@@ -151,6 +150,26 @@ def _integrity_as_validation(name: str) -> Iterator[None]:
         if "uq_templates_source_dir" in message or "templates.source_dir" in message:
             raise ConflictError("Another discovery run stored this template at the same time; run it again.") from None
         raise
+
+
+Child = TypeVar("Child", TemplateScript, TemplateFile, TemplatePackage)
+_CHILD_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    TemplateScript: ("name", "position", "content", "description", "enabled"),
+    TemplateFile: ("position", "name", "target_path", "policy", "mode", "content"),
+    TemplatePackage: ("position", "name", "manager", "version", "bucket"),
+}
+
+
+def _script_key(s: TemplateScript) -> tuple[str, ...]:
+    return (s.name,)
+
+
+def _file_key(f: TemplateFile) -> tuple[str, ...]:
+    return (f.target_path, f.name)
+
+
+def _package_key(p: TemplatePackage) -> tuple[str, ...]:
+    return (p.manager, p.name)
 
 
 def _children(data: TemplateWrite) -> tuple[list[TemplateScript], list[TemplateFile], list[TemplatePackage]]:
@@ -173,6 +192,32 @@ def _children(data: TemplateWrite) -> tuple[list[TemplateScript], list[TemplateF
     return scripts, files, packages
 
 
+def _check_unique(field: str, message: str, rows: list[Child], key: Callable[[Child], tuple[str, ...]]) -> None:
+    seen: set[tuple[str, ...]] = set()
+    for row in rows:
+        if key(row) in seen:
+            raise ValidationFailed([FieldError(field=field, message=message)])
+        seen.add(key(row))
+
+
+def _merge(current: list[Child], wanted: list[Child], key: Callable[[Child], tuple[str, ...]]) -> list[Child]:
+    """The children after a replace: an existing row whose key (its name, or target path and name, or manager and
+    name) is wanted again is kept (same id, fields updated), the others are new rows; rows no longer wanted go
+    (delete-orphan). Kept ids keep clients' saved choices (a creation's `scripts: [{id, enabled}]`) valid."""
+    existing = {key(row): row for row in current}
+    merged: list[Child] = []
+    for row in wanted:
+        kept = existing.pop(key(row), None)
+        if kept is None:
+            merged.append(row)
+            continue
+        for name in _CHILD_FIELDS[type(row)]:
+            if getattr(kept, name) != getattr(row, name):
+                setattr(kept, name, getattr(row, name))
+        merged.append(kept)
+    return merged
+
+
 def _set_fields(template: Template, data: TemplateWrite) -> None:
     template.name = data.name
     template.description = data.description
@@ -190,18 +235,18 @@ def _set_fields(template: Template, data: TemplateWrite) -> None:
     template.fuse = data.fuse
 
 
-def encode_name_cursor(name: str, row_id: uuid.UUID) -> str:
-    """An opaque keyset cursor for lists ordered by (name, id)."""
-    return base64.urlsafe_b64encode(json.dumps([name, str(row_id)]).encode()).decode().rstrip("=")
-
-
-def decode_name_cursor(cursor: str) -> tuple[str, uuid.UUID]:
-    """The (name, id) of a cursor from `encode_name_cursor`; garbage is a 422 on the `cursor` field."""
-    try:
-        name, raw_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return v.validate_text(str(name), "cursor", 200), uuid.UUID(raw_id)
-    except (binascii.Error, ValueError, TypeError):  # UnsafeValueError is a ValueError
-        raise ValidationFailed([FieldError(field="cursor", message="not a cursor from this list")]) from None
+# Lists ordered by (name, id) share this cursor position; the name goes back into a query, so it is checked as text.
+NameCursor = tuple[
+    Annotated[
+        str,
+        msgspec.Meta(
+            max_length=200,
+            pattern=whole(r"[^\x00-\x08\x0b-\x1f\x7f]*"),
+            extra={"message": "Not a cursor from this list."},
+        ),
+    ],
+    uuid.UUID,
+]
 
 
 def _escape_like(value: str) -> str:
@@ -212,8 +257,14 @@ class TemplateRepository(SQLAlchemyAsyncRepository[Template]):
     model_type = Template
 
 
-class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateRepository]):
+class TemplateService(DomainService[Template, TemplateRepository]):
+    """Templates; every change records a revision (`templates.revisions`)."""
+
     repository_type = TemplateRepository
+
+    @property
+    def revisions(self) -> RevisionService:
+        return RevisionService(session=self.session)
 
     # ------------------------------------------------------------------ reads
 
@@ -246,14 +297,14 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         if source:
             query = query.where(Template.source == source)
         if cursor:
-            name, last_id = decode_name_cursor(cursor)
+            name, last_id = decode_cursor(cursor, NameCursor)
             query = query.where(or_(Template.name > name, and_(Template.name == name, Template.id > last_id)))
         # Counts instead of the children themselves: a list page never carries script or file contents.
         counted = query.add_columns(*(_child_count(model) for model in (TemplateScript, TemplateFile, TemplatePackage)))
         counted = counted.options(raiseload(Template.scripts), raiseload(Template.files), raiseload(Template.packages))
-        result = await self.repository.session.execute(counted.order_by(Template.name, Template.id).limit(limit + 1))
+        result = await self.session.execute(counted.order_by(Template.name, Template.id).limit(limit + 1))
         rows = list(result.all())
-        next_cursor = encode_name_cursor(rows[limit - 1][0].name, rows[limit - 1][0].id) if len(rows) > limit else None
+        next_cursor = encode_cursor(rows[limit - 1][0].name, rows[limit - 1][0].id) if len(rows) > limit else None
         return TemplatePage(items=[to_summary(*row) for row in rows[:limit]], next_cursor=next_cursor)
 
     async def get_visible(self, user_id: uuid.UUID, template_id: uuid.UUID) -> Template:
@@ -279,6 +330,7 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         data = validate_template(data)
         template = Template(source="custom", owner_id=user_id)
         await self._store(template, data, new=True)
+        await self.revisions.record(template, author="user", user_id=user_id)
         return template
 
     async def replace(self, user_id: uuid.UUID, template_id: uuid.UUID, data: TemplateWrite) -> Template:
@@ -286,10 +338,12 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         data = validate_template(data)
         template = await self.get_writable(user_id, template_id)
         await self._store(template, data, new=False)
+        await self.revisions.record(template, author="user", user_id=user_id)
         return template
 
     async def delete_custom(self, user_id: uuid.UUID, template_id: uuid.UUID) -> None:
         template = await self.get_writable(user_id, template_id)
+        await self.revisions.release_template(template.id)
         await self.repository.delete(template.id)
 
     async def add_packages_from_bucket(
@@ -300,7 +354,7 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         Packages already in the template (same manager and name) are left as they are.
         """
         template = await self.get_writable(user_id, template_id)
-        session = self.repository.session
+        session = self.session
         bucket = await session.scalar(
             select(PackageBucket).where(PackageBucket.id == bucket_id, PackageBucket.owner_id == user_id)
         )
@@ -326,31 +380,34 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
                     position += 1
                 await session.flush()
         await session.refresh(template)
+        await self.revisions.record(template, author="user", user_id=user_id)
         return template
 
     async def _store(
         self, template: Template, data: TemplateWrite, *, new: bool, content_hash: str | None = None
     ) -> None:
         """Write fields and children inside a savepoint: a failing child rolls everything back to before the call."""
-        session = self.repository.session
+        session = self.session
         with _integrity_as_validation(data.name):
             async with session.begin_nested():
                 _set_fields(template, data)
                 if content_hash is not None:
                     template.content_hash = content_hash
+                scripts, files, packages = _children(data)
+                for (_table, field, message), rows, key in zip(
+                    _DUPLICATES, (scripts, files, packages), (_script_key, _file_key, _package_key), strict=True
+                ):
+                    _check_unique(field, message, rows, key)  # type: ignore[arg-type]
                 if new:
                     session.add(template)
+                    template.scripts.extend(scripts)
+                    template.files.extend(files)
+                    template.packages.extend(packages)
                 else:
-                    # Old children go first: the unit of work would otherwise insert the new rows before deleting
-                    # the old ones and trip the uniqueness constraints on unchanged names.
-                    template.scripts.clear()
-                    template.files.clear()
-                    template.packages.clear()
-                    await session.flush()
-                scripts, files, packages = _children(data)
-                template.scripts.extend(scripts)
-                template.files.extend(files)
-                template.packages.extend(packages)
+                    # Rows are matched by their unique key, so no insert can collide with a row still to be deleted.
+                    template.scripts = _merge(list(template.scripts), scripts, _script_key)
+                    template.files = _merge(list(template.files), files, _file_key)
+                    template.packages = _merge(list(template.packages), packages, _package_key)
                 await session.flush()
         await session.refresh(template)
 
@@ -358,7 +415,7 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
 
     async def filesystem_templates(self) -> dict[str, Template]:
         """Every filesystem template by its directory name."""
-        rows = await self.repository.session.scalars(select(Template).where(Template.source == "filesystem"))
+        rows = await self.session.scalars(select(Template).where(Template.source == "filesystem"))
         return {t.source_dir: t for t in rows if t.source_dir is not None}
 
     async def store_filesystem(
@@ -367,9 +424,11 @@ class TemplateService(SQLAlchemyAsyncRepositoryService[Template, TemplateReposit
         """Create or replace a filesystem template from its parsed directory (already validated)."""
         template = existing or Template(source="filesystem", owner_id=None, source_dir=source_dir)
         await self._store(template, data, new=existing is None, content_hash=content_hash)
+        await self.revisions.record(template, author="discovery")
         return template
 
     async def remove_filesystem(self, template: Template) -> None:
+        await self.revisions.release_template(template.id)
         await self.repository.delete(template.id)
 
 
@@ -378,77 +437,10 @@ def _child_count(model: type[TemplateScript] | type[TemplateFile] | type[Templat
 
 
 def to_summary(template: Template, script_count: int, file_count: int, package_count: int) -> TemplateSummary:
-    return TemplateSummary(
-        id=template.id,
-        name=template.name,
-        description=template.description,
-        tags=list(template.tags),
-        os_template=template.os_template,
-        cores=template.cores,
-        memory_mb=template.memory_mb,
-        swap_mb=template.swap_mb,
-        disk_gb=template.disk_gb,
-        storage=template.storage,
-        bridge=template.bridge,
-        unprivileged=template.unprivileged,
-        nesting=template.nesting,
-        keyctl=template.keyctl,
-        fuse=template.fuse,
-        source=template.source,
-        owner_id=template.owner_id,
-        script_count=script_count,
-        file_count=file_count,
-        package_count=package_count,
-        created_at=template.created_at,
-        updated_at=template.updated_at,
+    return to_read_schema(
+        template, TemplateSummary, script_count=script_count, file_count=file_count, package_count=package_count
     )
 
 
 def to_read(template: Template) -> TemplateRead:
-    return TemplateRead(
-        id=template.id,
-        name=template.name,
-        description=template.description,
-        tags=list(template.tags),
-        os_template=template.os_template,
-        cores=template.cores,
-        memory_mb=template.memory_mb,
-        swap_mb=template.swap_mb,
-        disk_gb=template.disk_gb,
-        storage=template.storage,
-        bridge=template.bridge,
-        unprivileged=template.unprivileged,
-        nesting=template.nesting,
-        keyctl=template.keyctl,
-        fuse=template.fuse,
-        source=template.source,
-        owner_id=template.owner_id,
-        scripts=[
-            TemplateScriptRead(
-                id=s.id,
-                name=s.name,
-                position=s.position,
-                content=s.content,
-                description=s.description,
-                enabled=s.enabled,
-            )
-            for s in template.scripts
-        ],
-        files=[
-            TemplateFileRead(
-                id=f.id,
-                name=f.name,
-                target_path=f.target_path,
-                policy=f.policy,
-                mode=f.mode,
-                content=f.content,
-            )
-            for f in template.files
-        ],
-        packages=[
-            TemplatePackageRead(id=p.id, name=p.name, manager=p.manager, version=p.version, bucket=p.bucket)
-            for p in template.packages
-        ],
-        created_at=template.created_at,
-        updated_at=template.updated_at,
-    )
+    return to_read_schema(template, TemplateRead)

@@ -6,7 +6,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
-TokenName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
+from infrahaus_domain.allowlist import whole
+
+TokenName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=100,
+        pattern=whole(r"[^\x00-\x1f]+"),
+        extra={"message": "Must not contain control characters (line breaks, tabs)."},
+    ),
+]
 
 
 class UserRead(msgspec.Struct, kw_only=True):
@@ -23,7 +33,13 @@ class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-    realm: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "pam"
+    realm: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=whole(r"[A-Za-z0-9._-]{1,64}"),
+            extra={"message": "A realm is 1-64 letters, digits, dots, hyphens or underscores (e.g. pam, pve)."},
+        ),
+    ] = "pam"
     server: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
     def __repr__(self) -> str:
@@ -45,7 +61,15 @@ class SessionInfo(msgspec.Struct, kw_only=True):
 
 class ApiTokenCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: TokenName
-    expires_at: datetime | None = None
+    expires_at: Annotated[
+        datetime | msgspec.UnsetType | None,
+        msgspec.Meta(
+            description=(
+                "When the token stops working (RFC 3339 with a time zone). Omitted: the server's default lifetime "
+                "(`INFRAHAUS_TOKEN_DEFAULT_LIFETIME_DAYS`, 90 days unless configured); `null`: never expires."
+            )
+        ),
+    ] = msgspec.UNSET
 
 
 class ApiTokenRead(msgspec.Struct, kw_only=True):

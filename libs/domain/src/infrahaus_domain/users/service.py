@@ -7,40 +7,37 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import select, update
 
 from infrahaus_domain.errors import (
-    AuthenticationFailed,
     FieldError,
     NotFoundError,
-    UpstreamUnavailable,
     ValidationFailed,
 )
 from infrahaus_domain.models.users import ApiToken, User
+from infrahaus_domain.outbound import OutboundDeniedError
+from infrahaus_domain.proxmox_errors import login_error
+from infrahaus_domain.service_base import DomainService
 from infrahaus_domain.settings import AuthServer
+from infrahaus_domain.users.errors import AuthServerUnreachable
+from infrahaus_proxmox.client import Resolver
 
 logger = logging.getLogger("infrahaus.auth")
 
 TOKEN_PREFIX = "ihs_"  # noqa: S105 - a format tag, not a secret
 # last_used_at is informational: write it at most once a minute per token, not on every request.
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
-
-
-class TfaNotSupported(AuthenticationFailed):
-    code = "tfa_not_supported"
-
-
-class AuthServerUnreachable(UpstreamUnavailable):
-    code = "auth_server_unreachable"
+# A token created without an expiry ends after this (the API passes `INFRAHAUS_TOKEN_DEFAULT_LIFETIME_DAYS`).
+DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
 
 
 class UserRepository(SQLAlchemyAsyncRepository[User]):
     model_type = User
 
 
-class UserService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
+class UserService(DomainService[User, UserRepository]):
     repository_type = UserRepository
 
     async def record_login(self, auth_server: str, userid: str) -> User:
@@ -62,16 +59,34 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenRepository]):
+class ApiTokenService(DomainService[ApiToken, ApiTokenRepository]):
     repository_type = ApiTokenRepository
 
-    async def issue(self, user_id: uuid.UUID, name: str, expires_at: datetime | None) -> tuple[ApiToken, str]:
-        """Create a token; returns the row and the full token string, which is never stored or shown again."""
-        if expires_at is not None:
+    async def issue(
+        self,
+        user_id: uuid.UUID,
+        name: str,
+        expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET,
+        *,
+        default_lifetime: timedelta = DEFAULT_TOKEN_LIFETIME,
+    ) -> tuple[ApiToken, str]:
+        """Create a token; returns the row and the full token string, which is never stored or shown again.
+
+        `expires_at` left unset ends the token after `default_lifetime`; only an explicit None makes one that never
+        expires."""
+        if expires_at is msgspec.UNSET:
+            expires_at = datetime.now(UTC) + default_lifetime
+        elif expires_at is not None:
             if expires_at.tzinfo is None:
-                raise ValidationFailed([FieldError(field="expires_at", message="must carry a time zone (RFC 3339)")])
+                raise ValidationFailed(
+                    [
+                        FieldError(
+                            field="expires_at", message="Must carry a time zone (RFC 3339), e.g. 2030-01-01T00:00:00Z."
+                        )
+                    ]
+                )
             if expires_at <= datetime.now(UTC):
-                raise ValidationFailed([FieldError(field="expires_at", message="must be in the future")])
+                raise ValidationFailed([FieldError(field="expires_at", message="Must be in the future.")])
         lookup_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         row = await self.repository.add(
@@ -84,7 +99,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenReposit
     async def list_active(self, user_id: uuid.UUID) -> list[ApiToken]:
         """The user's tokens that are neither revoked nor expired, newest first."""
         now = datetime.now(UTC)
-        rows = await self.repository.session.scalars(
+        rows = await self.session.scalars(
             select(ApiToken)
             .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
             .where((ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now))
@@ -97,7 +112,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenReposit
 
         Another user's token is `NotFoundError`, like a missing one.
         """
-        lookup_id: str | None = await self.repository.session.scalar(
+        lookup_id: str | None = await self.session.scalar(
             update(ApiToken)
             .where(ApiToken.id == token_id, ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
@@ -113,7 +128,7 @@ class ApiTokenService(SQLAlchemyAsyncRepositoryService[ApiToken, ApiTokenReposit
         if parsed is None:
             return None
         lookup_id, secret = parsed
-        session = self.repository.session
+        session = self.session
         row = (
             await session.execute(
                 select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.lookup_id == lookup_id)
@@ -147,14 +162,22 @@ def token_matches(token_hash: str, secret: str) -> bool:
     return hmac.compare_digest(token_hash, _hash_secret(secret))
 
 
-async def verify_proxmox_login(server: AuthServer, userid: str, password: str, *, request_timeout: float = 10.0) -> str:
+async def verify_proxmox_login(
+    server: AuthServer,
+    userid: str,
+    password: str,
+    *,
+    resolver: Resolver | None = None,
+    request_timeout: float = 10.0,
+) -> str:
     """Check credentials with the auth server's `/access/ticket`; return the userid Proxmox confirms.
 
+    `resolver` is the outbound policy's (`NodeAccess.resolve_api`): the password goes only to an address it allows.
     The ticket is dropped: infrahaus keeps its own session. Raises `AuthenticationFailed` (one generic message),
     `TfaNotSupported`, or `AuthServerUnreachable`.
     """
     from infrahaus_proxmox import ProxmoxClient, TlsPolicy
-    from infrahaus_proxmox.errors import ProxmoxAuthError, ProxmoxError, ProxmoxTfaRequired
+    from infrahaus_proxmox.errors import ProxmoxError
 
     if server.fingerprint:
         tls = TlsPolicy.pinned(server.fingerprint)
@@ -164,17 +187,18 @@ async def verify_proxmox_login(server: AuthServer, userid: str, password: str, *
         tls = TlsPolicy.insecure()
     try:
         # Not idempotent in spirit (a login attempt counts): no retries.
-        async with ProxmoxClient(server.url, None, tls=tls, timeout=request_timeout, retries=0) as client:
+        async with ProxmoxClient(
+            server.url, None, tls=tls, timeout=request_timeout, retries=0, resolver=resolver
+        ) as client:
             ticket = await client.access.ticket(userid, password)
-    except ProxmoxTfaRequired:
-        raise TfaNotSupported(
-            "This account requires a second factor, which infrahaus login does not support; use an API token."
-        ) from None
-    except ProxmoxAuthError:
-        raise AuthenticationFailed("Invalid credentials.") from None
-    except ProxmoxError as exc:
-        # The class says what broke (unreachable, TLS pin mismatch, timeout ...); the message is not needed here.
-        logger.warning("auth server %s failed: %s", server.name, type(exc).__name__)
+    except OutboundDeniedError as exc:
+        logger.warning("auth server %s refused by the outbound policy: %s", server.name, exc.detail)
         raise AuthServerUnreachable("The authentication server could not be reached.") from None
+    except ProxmoxError as exc:
+        error = login_error(exc)
+        if isinstance(error, AuthServerUnreachable):
+            # The class says what broke (unreachable, TLS pin mismatch, timeout ...); the message is not needed here.
+            logger.warning("auth server %s failed: %s", server.name, type(exc).__name__)
+        raise error from None
     confirmed: str = ticket.username
     return confirmed

@@ -10,17 +10,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import delete, exists, select
+from sqlalchemy import ColumnElement, Select, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from infrahaus_domain.crypto import SecretBox
 from infrahaus_domain.errors import FieldError, NotFoundError, ValidationFailed
+from infrahaus_domain.models.containers import Container
 from infrahaus_domain.models.nodes import Node, VmidReservation
-from infrahaus_domain.nodes.connection import NodeEndpoint, node_errors, proxmox_client
+from infrahaus_domain.nodes.connection import NodeAccess, node_errors
 from infrahaus_domain.nodes.errors import NodeRequestError
 from infrahaus_domain.ports import Cache, Lock
+from infrahaus_domain.service_base import DomainService
 from infrahaus_domain.vmids.errors import VmidTakenError
 from infrahaus_domain.vmids.schemas import VMID_MAX, VMID_MIN, VmidAvailability, VmidList, VmidNext
 
@@ -33,7 +33,15 @@ _STAMP = "refreshed_at="
 def validate_vmid(vmid: int) -> int:
     """Raise `ValidationFailed` (422) unless `vmid` is in Proxmox's valid range."""
     if not VMID_MIN <= vmid <= VMID_MAX:
-        raise ValidationFailed([FieldError(field="vmid", message=f"must be between {VMID_MIN} and {VMID_MAX}")])
+        raise ValidationFailed(
+            [
+                FieldError(
+                    field="vmid",
+                    message=f"Must be between {VMID_MIN} and {VMID_MAX}.",
+                    code="too_large" if vmid > VMID_MAX else "too_small",
+                )
+            ]
+        )
     return vmid
 
 
@@ -41,7 +49,7 @@ class VmidReservationRepository(SQLAlchemyAsyncRepository[VmidReservation]):
     model_type = VmidReservation
 
 
-class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservationRepository]):
+class VmidService(DomainService[VmidReservation, VmidReservationRepository]):
     """VMID cache and reservations of nodes the caller already resolved (ownership is checked before).
 
     With a `lock`, concurrent cache misses for one node wait for a single refresh instead of each asking Proxmox.
@@ -54,7 +62,7 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
         session: AsyncSession,
         *,
         cache: Cache,
-        box: SecretBox,
+        access: NodeAccess,
         lock: Lock | None = None,
         ttl: float = DEFAULT_TTL,
         api_timeout: float = 10.0,
@@ -62,15 +70,10 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
     ) -> None:
         super().__init__(session, **kwargs)
         self.cache = cache
-        self.box = box
+        self.access = access
         self.lock = lock
         self.ttl = ttl
         self.api_timeout = api_timeout
-
-    @property
-    def session(self) -> AsyncSession:
-        session: AsyncSession = self.repository.session  # type: ignore[assignment]
-        return session
 
     # ------------------------------------------------------------------ cache
 
@@ -84,29 +87,29 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
 
     async def refresh(self, node: Node) -> VmidList:
         """Reload the node's guests from `/cluster/resources` into the cache."""
-        endpoint = NodeEndpoint.from_node(node, self.box)
+        endpoint = self.access.endpoint(node)
         with node_errors(endpoint):
-            async with proxmox_client(endpoint, timeout=self.api_timeout) as client:
+            async with self.access.client(endpoint, timeout=self.api_timeout) as client:
                 resources = await client.cluster.resources(type="vm")
         taken = sorted({r.vmid for r in resources if r.vmid is not None and r.type in ("lxc", "qemu")})
         refreshed_at = datetime.now(UTC)
         members = [*(str(v) for v in taken), f"{_STAMP}{refreshed_at.isoformat()}"]
-        await self.cache.replace_set(_cache_key(node.id), members, ttl=self.ttl)
+        await self.cache.replace_set(vmids_cache_key(node.id), members, ttl=self.ttl)
         return VmidList(taken=taken, refreshed_at=refreshed_at)
 
     async def invalidate(self, node_id: uuid.UUID) -> None:
         """Forget the node's cached ids; call after creating or deleting a guest on it."""
-        await self.cache.delete(_cache_key(node_id))
+        await self.cache.delete(vmids_cache_key(node_id))
 
     # ------------------------------------------------------------------ availability
 
-    async def check(self, node: Node, vmid: int) -> VmidAvailability:
-        """Whether `vmid` is free on the node: not on Proxmox (per the cache) and not reserved."""
+    async def check(self, node: Node, vmid: int, *, taken: set[int] | None = None) -> VmidAvailability:
+        """Whether `vmid` is free on the node: not on Proxmox and not reserved. Proxmox's ids come from `taken` (a
+        live answer, see `live_taken`) when given, else from the cache."""
         validate_vmid(vmid)
-        reserved = await self.session.scalar(
-            select(VmidReservation.id).where(VmidReservation.node_id == node.id, VmidReservation.vmid == vmid)
-        )
-        return await self._availability(node, vmid, reserved=reserved is not None)
+        reservation = await self.session.scalar(_reservation_reason(VmidReservation.node_id == node.id, vmid))
+        ids = taken if taken is not None else await self._taken_ids(node)
+        return _availability(vmid, ids, reservation)
 
     async def check_owned(self, user_id: uuid.UUID, node_id: uuid.UUID, vmid: int) -> VmidAvailability:
         """`check` on the caller's node, reading node and reservation in one query (the API's hot path).
@@ -114,28 +117,26 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
         Another user's node is reported exactly like a missing one.
         """
         validate_vmid(vmid)
-        reserved = exists().where(VmidReservation.node_id == Node.id, VmidReservation.vmid == vmid)
+        reservation = _reservation_reason(VmidReservation.node_id == Node.id, vmid).scalar_subquery()
         row = (
-            await self.session.execute(select(Node, reserved).where(Node.id == node_id, Node.user_id == user_id))
+            await self.session.execute(select(Node, reservation).where(Node.id == node_id, Node.user_id == user_id))
         ).one_or_none()
         if row is None:
             raise NotFoundError("Node not found.")
-        node, is_reserved = row
-        return await self._availability(node, vmid, reserved=bool(is_reserved))
+        node, reason = row
+        return _availability(vmid, await self._taken_ids(node), reason)
 
-    async def _availability(self, node: Node, vmid: int, *, reserved: bool) -> VmidAvailability:
-        if vmid in await self._taken_ids(node):
-            return VmidAvailability(vmid=vmid, available=False, reason="taken")
-        if reserved:
-            return VmidAvailability(vmid=vmid, available=False, reason="reserved")
-        return VmidAvailability(vmid=vmid, available=True)
+    async def live_taken(self, node: Node) -> set[int]:
+        """The ids in use on the node's cluster right now, asked from the node (`/cluster/resources`, LXC and QEMU);
+        the cache is refreshed with the answer. Raises the node's domain error when it cannot be asked."""
+        return set((await self.refresh(node)).taken)
 
-    async def next_free(self, node: Node) -> VmidNext:
-        """Proxmox's next free id, moved past ids that are reserved or known taken."""
-        taken = await self._taken_ids(node)
-        endpoint = NodeEndpoint.from_node(node, self.box)
+    async def next_free(self, node: Node, *, taken: set[int] | None = None) -> VmidNext:
+        """Proxmox's next free id, moved past ids that are reserved or taken (`taken` when given, else the cache)."""
+        taken = taken if taken is not None else await self._taken_ids(node)
+        endpoint = self.access.endpoint(node)
         with node_errors(endpoint):
-            async with proxmox_client(endpoint, timeout=self.api_timeout) as client:
+            async with self.access.client(endpoint, timeout=self.api_timeout) as client:
                 candidate = await client.cluster.nextid()
         reserved = set(
             await self.session.scalars(
@@ -183,7 +184,7 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
     # ------------------------------------------------------------------ helpers
 
     async def _cached(self, node_id: uuid.UUID) -> tuple[set[int], datetime] | None:
-        members = await self.cache.smembers(_cache_key(node_id))
+        members = await self.cache.smembers(vmids_cache_key(node_id))
         stamp = next((m for m in members if m.startswith(_STAMP)), None)
         if stamp is None:
             return None
@@ -205,5 +206,26 @@ class VmidService(SQLAlchemyAsyncRepositoryService[VmidReservation, VmidReservat
             return set((await self.refresh(node)).taken)
 
 
-def _cache_key(node_id: uuid.UUID) -> str:
+def _reservation_reason(node_matches: ColumnElement[bool], vmid: int) -> Select[str]:
+    """The reason a reservation of (node, vmid) holds the id: `taken` once its container's guest exists on Proxmox
+    (the create task succeeded), `reserved` before; no row when nothing holds it."""
+    return (
+        select(case((Container.pve_created_by_operation.is_not(None), "taken"), else_="reserved"))
+        .select_from(VmidReservation)
+        .outerjoin(Container, Container.id == VmidReservation.container_id)
+        .where(node_matches, VmidReservation.vmid == vmid)
+        .limit(1)
+    )
+
+
+def _availability(vmid: int, taken: set[int], reservation: str | None) -> VmidAvailability:
+    if vmid in taken or reservation == "taken":
+        return VmidAvailability(vmid=vmid, available=False, reason="taken")
+    if reservation is not None:
+        return VmidAvailability(vmid=vmid, available=False, reason="reserved")
+    return VmidAvailability(vmid=vmid, available=True)
+
+
+def vmids_cache_key(node_id: uuid.UUID) -> str:
+    """The Cache port key of a node's cached VMID set."""
     return f"vmids:{node_id}"

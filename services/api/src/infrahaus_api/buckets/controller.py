@@ -1,15 +1,14 @@
 """`/api/package-buckets`: your reusable package groups, with bulk text import."""
 
 import uuid
-from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.di import Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, JSONBody
 
 from infrahaus_api.auth import CurrentUser
+from infrahaus_api.etag import ETAG_STRONG, ETAG_WEAK
 from infrahaus_api.idempotency import Idempotency
+from infrahaus_api.pagination import Cursor, Limit
 from infrahaus_domain.buckets.schemas import (
     BucketCreate,
     BucketPackagesAdd,
@@ -20,20 +19,17 @@ from infrahaus_domain.buckets.schemas import (
 )
 from infrahaus_domain.buckets.service import PackageBucketService, to_read
 
-Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (default 50, at most 500).")]
-Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
-
-
-def provide_bucket_service(db_session: AsyncSession) -> PackageBucketService:
-    return PackageBucketService(db_session)
-
 
 class PackageBucketController(Controller):
     path = "/package-buckets"
     tags = ["package-buckets"]
-    dependencies = {"buckets": Provide(provide_bucket_service, sync_to_thread=False)}
 
-    @get("", operation_id="listPackageBuckets", summary="List your package buckets")
+    @get(
+        "",
+        operation_id="listPackageBuckets",
+        summary="List your package buckets",
+        opt=ETAG_WEAK,
+    )
     async def list_buckets(
         self, current_user: CurrentUser, buckets: PackageBucketService, limit: Limit = 50, cursor: Cursor = None
     ) -> BucketPage:
@@ -53,7 +49,12 @@ class PackageBucketController(Controller):
         location = f"/api/package-buckets/{bucket.id}"
         return await idempotency.record(Response(to_read(bucket), status_code=201, headers={"Location": location}))
 
-    @get("/{bucket_id:uuid}", operation_id="getPackageBucket", summary="Get a package bucket with its packages")
+    @get(
+        "/{bucket_id:uuid}",
+        operation_id="getPackageBucket",
+        summary="Get a package bucket with its packages",
+        opt=ETAG_STRONG,
+    )
     async def get_bucket(
         self, current_user: CurrentUser, buckets: PackageBucketService, bucket_id: FromPath[uuid.UUID]
     ) -> BucketRead:
@@ -78,7 +79,11 @@ class PackageBucketController(Controller):
     @post(
         "/{bucket_id:uuid}/packages",
         operation_id="addPackageBucketPackages",
-        summary="Add packages: a list, or bulk text (one per line, # comments); duplicates are skipped",
+        summary="Add packages to a bucket",
+        description=(
+            "Send a list of packages, or bulk text (one package per line, `#` starts a comment). Packages "
+            "already in the bucket are skipped."
+        ),
         status_code=200,
     )
     async def add_packages(

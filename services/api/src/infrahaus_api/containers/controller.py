@@ -1,151 +1,93 @@
 """`/api/containers` write side: create, preflight, lifecycle, delete, retry; the container's operations, events,
 live progress (SSE) and progress log.
 
-Every accepted request answers 202 with the operation and a `Location` to it. The operation row is committed
-before its job message is sent; if sending fails, the worker's reconciler re-sends queued operations.
+Every accepted request answers 202 with the operation and a `Location` to it, through `dispatch` (see
+`infrahaus_api.idempotency`): the operation row is committed before its job message is sent; if sending fails, the
+worker's reconciler re-sends queued operations.
 """
 
-import logging
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import msgspec
-from litestar import Controller, Request, Response, delete, get, post
-from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar import Controller, Response, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
-from infrahaus_api.containers.resources import ContainerResources
-from infrahaus_api.idempotency import Idempotency
+from infrahaus_api.errors import problem_spec
+from infrahaus_api.etag import ETAG_WEAK
+from infrahaus_api.idempotency import Dispatch, OperationSender
 from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES
 from infrahaus_api.openapi import OptionalBodyOperation
+from infrahaus_api.pagination import Cursor, Limit
 from infrahaus_api.resources import AppResources
-from infrahaus_api.sse import ProgressStream, parse_last_event_id
-from infrahaus_domain.containers.preflight import PreflightService
+from infrahaus_api.sse import PROGRESS_STREAM_ITEM, LastEventId, ProgressStream, parse_last_event_id, stream_spec
+from infrahaus_domain.containers.placement import PlacementService
 from infrahaus_domain.containers.schemas import ContainerCreate, ContainerCreated, PreflightReport
 from infrahaus_domain.containers.service import DEFAULT_SHUTDOWN_TIMEOUT, ContainerService
-from infrahaus_domain.crypto import SecretBox
-from infrahaus_domain.events.schemas import EventPage, LogPage
+from infrahaus_domain.events.schemas import EventPage, EventType, LogPage
 from infrahaus_domain.events.service import EventService
-from infrahaus_domain.jobs import job_for_operation
-from infrahaus_domain.models.containers import Operation
 from infrahaus_domain.operations.schemas import OperationKind, OperationPage, OperationRead, ShutdownRequest
-from infrahaus_domain.operations.service import OperationService, to_operation_read
-from infrahaus_domain.ports import Ports
-from infrahaus_domain.vmids.service import VmidService
+from infrahaus_domain.operations.service import OperationService
 
-logger = logging.getLogger("infrahaus.api.containers")
-
-Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (default 50, at most 500).")]
-Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
 OperationStatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-def provide_container_resources(state: State) -> ContainerResources:
-    resources: ContainerResources = state.containers
-    return resources
-
-
-def provide_events(db_session: AsyncSession, container_resources: ContainerResources) -> EventService:
-    return EventService(db_session, logbuffer=container_resources.logbuffer)
-
-
-def provide_operations(db_session: AsyncSession, events: EventService) -> OperationService:
-    return OperationService(db_session, events=events)
-
-
-def provide_containers(
-    db_session: AsyncSession, events: EventService, operations: OperationService, secret_box: SecretBox
-) -> ContainerService:
-    return ContainerService(db_session, events=events, operations=operations, box=secret_box)
-
-
-def provide_vmids(db_session: AsyncSession, secret_box: SecretBox, ports: Ports) -> VmidService:
-    return VmidService(db_session, cache=ports.cache, box=secret_box)
-
-
-CONTAINER_DEPENDENCIES = {
-    "container_resources": Provide(provide_container_resources, sync_to_thread=False),
-    "events": Provide(provide_events, sync_to_thread=False),
-    "operations": Provide(provide_operations, sync_to_thread=False),
-    "containers": Provide(provide_containers, sync_to_thread=False),
-}
-
-
-async def commit_and_send(db_session: AsyncSession, resources: ContainerResources, op: Operation) -> None:
-    """Commit the request's transaction, then send the operation's job (a lost send is re-sent by the reconciler)."""
-    job, payload = job_for_operation(op.kind, op.id)
-    await db_session.commit()
-    if resources.job_queue is None:
-        return
-    try:
-        await resources.job_queue.enqueue(job, payload)
-    except Exception:
-        logger.warning("sending job %s for operation %s failed; the reconciler re-sends it", job.name, op.id)
-
-
-def accepted(op: Operation) -> Response[OperationRead]:
-    return Response(to_operation_read(op), status_code=202, headers={"Location": f"/api/operations/{op.id}"})
-
-
-async def accept_operation(
-    db_session: AsyncSession, resources: ContainerResources, idempotency: Idempotency, op: Operation
-) -> Response[OperationRead]:
-    """The 202 for a queued operation: kept for its `Idempotency-Key` in the same transaction, then committed and
-    its job sent. A retry with the key answers this operation again, instead of a 409 `container_busy`."""
-    response = await idempotency.record(accepted(op))
-    await commit_and_send(db_session, resources, op)
-    return response
 
 
 class ContainerController(Controller):
     path = "/containers"
     tags = ["containers"]
-    dependencies = {**CONTAINER_DEPENDENCIES, "vmids": Provide(provide_vmids, sync_to_thread=False)}
 
     @post(
         "",
         operation_id="createContainer",
-        summary="Create a container from a template and choices (202: follow the operation or the progress stream)",
+        summary="Create a container",
+        description=(
+            "From a template and your choices; every field but `hostname` has a default (from the template, "
+            "else built in). Answers 202 with the container and its `create` operation (`Location` names the "
+            "operation): follow it with `GET /api/operations/{id}`, the container's progress stream, or the "
+            "global event stream. With `node_id: auto` (or `placement`), infrahaus picks the node now: the answer "
+            "names it, and the operation's `placement` and a `placed` event say why."
+        ),
         status_code=202,
-        responses=UPSTREAM_RESPONSES,
+        responses={
+            **UPSTREAM_RESPONSES,
+            409: problem_spec(
+                "`no_eligible_node` (placement: `placement` lists each node and why it was refused), "
+                "`vmid_taken`, `no_node_configured`"
+            ),
+        },
     )
     async def create_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
-        containers: ContainerService,
-        vmids: VmidService,
-        container_resources: ContainerResources,
-        idempotency: Idempotency,
+        placement: PlacementService,
+        dispatch: Dispatch,
         data: JSONBody[ContainerCreate],
     ) -> Response[ContainerCreated]:
-        result = await containers.create(current_user.id, data, vmids=vmids, idempotency_key=idempotency.key)
-        body = msgspec.convert(result.body, ContainerCreated, strict=False)
-        headers = {"Location": result.location} if result.location else {}
-        if result.replayed:
-            return Response(body, status_code=result.status, headers=headers)
-        await commit_and_send(db_session, container_resources, await _operation(db_session, result.operation_id))
-        return Response(body, status_code=202, headers=headers)
+        # Placement asks the nodes before the Idempotency-Key is claimed (no transaction waits on them), and not
+        # again on a retry whose answer is kept.
+        if replay := await dispatch.idempotency.peek(data):
+            return replay
+        placed = await placement.place(current_user.id, data)
+        return await dispatch.accept(lambda: placement.accept(current_user.id, data, placed), request=data)
 
     @post(
         "/preflight",
         operation_id="preflightContainer",
-        summary="Check a creation request against the node without touching anything; reports every problem",
+        summary="Check a creation request without creating anything",
+        description=(
+            "Validates the request and checks it against the node (VMID, storage, bridge, OS image, the "
+            "token's privileges) without changing anything; every problem found is reported. With `node_id: "
+            "auto` (or `placement`), the checks are those of the node placement would pick, and `placement` lists "
+            "every node with its figures and the reasons it would be skipped."
+        ),
         status_code=200,
     )
     async def preflight_container(
-        self,
-        current_user: CurrentUser,
-        containers: ContainerService,
-        vmids: VmidService,
-        secret_box: SecretBox,
-        data: JSONBody[ContainerCreate],
+        self, current_user: CurrentUser, placement: PlacementService, data: JSONBody[ContainerCreate]
     ) -> PreflightReport:
-        return await PreflightService(containers, vmids, secret_box).run(current_user.id, data)
+        return await placement.preflight(current_user.id, data)
 
     @post(
         "/{container_id:uuid}/start",
@@ -157,15 +99,11 @@ class ContainerController(Controller):
     async def start_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
         containers: ContainerService,
-        container_resources: ContainerResources,
-        idempotency: Idempotency,
+        dispatch: Dispatch,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        return await _action(
-            db_session, containers, container_resources, idempotency, current_user, container_id, "start"
-        )
+        return await dispatch.operation(lambda: containers.request_action(container_id, current_user.id, "start"))
 
     @post(
         "/{container_id:uuid}/stop",
@@ -177,21 +115,20 @@ class ContainerController(Controller):
     async def stop_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
         containers: ContainerService,
-        container_resources: ContainerResources,
-        idempotency: Idempotency,
+        dispatch: Dispatch,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        return await _action(
-            db_session, containers, container_resources, idempotency, current_user, container_id, "stop"
-        )
+        return await dispatch.operation(lambda: containers.request_action(container_id, current_user.id, "stop"))
 
     @post(
         "/{container_id:uuid}/shutdown",
         operation_id="shutdownContainer",
-        summary="Shut a running container down gracefully; Proxmox forces the stop after `timeout` seconds",
-        description="The body is optional: without it (or without `timeout`) the stop is forced after 60 s.",
+        summary="Shut a running container down gracefully",
+        description=(
+            "Proxmox forces the stop after `timeout` seconds. The body is optional: without it (or without "
+            "`timeout`) the stop is forced after 60 s."
+        ),
         status_code=202,
         operation_class=OptionalBodyOperation,
         responses=UPSTREAM_RESPONSES,
@@ -199,17 +136,16 @@ class ContainerController(Controller):
     async def shutdown_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
         containers: ContainerService,
-        container_resources: ContainerResources,
-        idempotency: Idempotency,
+        dispatch: Dispatch,
         container_id: FromPath[uuid.UUID],
         data: JSONBody[ShutdownRequest] | None = None,
     ) -> Response[OperationRead]:
-        timeout = data.timeout if data is not None and data.timeout is not None else DEFAULT_SHUTDOWN_TIMEOUT
-        params = {"timeout": timeout}
-        return await _action(
-            db_session, containers, container_resources, idempotency, current_user, container_id, "shutdown", params
+        params = {
+            "timeout": data.timeout if data is not None and data.timeout is not None else DEFAULT_SHUTDOWN_TIMEOUT
+        }
+        return await dispatch.operation(
+            lambda: containers.request_action(container_id, current_user.id, "shutdown", params=params), request=params
         )
 
     @post(
@@ -222,33 +158,30 @@ class ContainerController(Controller):
     async def restart_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
         containers: ContainerService,
-        container_resources: ContainerResources,
-        idempotency: Idempotency,
+        dispatch: Dispatch,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        return await _action(
-            db_session, containers, container_resources, idempotency, current_user, container_id, "restart"
-        )
+        return await dispatch.operation(lambda: containers.request_action(container_id, current_user.id, "restart"))
 
     @delete(
         "/{container_id:uuid}",
         operation_id="deleteContainer",
-        summary="Delete a container (stops it, destroys it with purge; cancels a creation in progress)",
+        summary="Delete a container",
+        description=(
+            "Stops the guest, destroys it with purge, then removes the record; a creation in progress is "
+            "cancelled first. The operation keeps the container's id and ends with a final message."
+        ),
         status_code=202,
     )
     async def delete_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
         containers: ContainerService,
-        container_resources: ContainerResources,
+        sender: OperationSender,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        op = await containers.request_delete(container_id, current_user.id)
-        await commit_and_send(db_session, container_resources, op)
-        return accepted(op)
+        return await sender.operation(lambda: containers.request_delete(container_id, current_user.id))
 
     @post(
         "/{container_id:uuid}/retry",
@@ -259,21 +192,18 @@ class ContainerController(Controller):
     async def retry_container(
         self,
         current_user: CurrentUser,
-        db_session: AsyncSession,
         containers: ContainerService,
-        container_resources: ContainerResources,
-        idempotency: Idempotency,
+        dispatch: Dispatch,
         container_id: FromPath[uuid.UUID],
     ) -> Response[OperationRead]:
-        if replay := await idempotency.replay():
-            return replay
-        op = await containers.request_retry(container_id, current_user.id)
-        return await accept_operation(db_session, container_resources, idempotency, op)
+        return await dispatch.operation(lambda: containers.request_retry(container_id, current_user.id))
 
     @get(
         "/{container_id:uuid}/operations",
         operation_id="listContainerOperations",
-        summary="Operations of a container, newest first",
+        summary="List a container's operations",
+        description="Newest first.",
+        opt=ETAG_WEAK,
     )
     async def list_container_operations(
         self,
@@ -294,7 +224,9 @@ class ContainerController(Controller):
     @get(
         "/{container_id:uuid}/events",
         operation_id="listContainerEvents",
-        summary="The container's audit trail, newest first, with counts per event type",
+        summary="List a container's events (its audit trail)",
+        description="Newest first, with the number of events of each type over the whole trail.",
+        opt=ETAG_WEAK,
     )
     async def list_container_events(
         self,
@@ -302,7 +234,7 @@ class ContainerController(Controller):
         containers: ContainerService,
         events: EventService,
         container_id: FromPath[uuid.UUID],
-        type: Annotated[str | None, QueryParameter(description="Only events of this type.")] = None,
+        type: Annotated[EventType | None, QueryParameter(description="Only events of this type.")] = None,
         limit: Limit = 50,
         cursor: Cursor = None,
     ) -> EventPage:
@@ -312,77 +244,65 @@ class ContainerController(Controller):
     @get(
         "/{container_id:uuid}/progress",
         operation_id="streamContainerProgress",
-        summary="Live progress (text/event-stream): replays steps and log lines, then streams; ends with `done`",
+        summary="Follow a container's progress (Server-Sent Events)",
         description=(
-            "Each event has a monotonically increasing `id` shared by step events (`event: step`, `error`, ...) and "
-            "log lines (`event: log`). Reconnect with `Last-Event-ID` to continue without gaps or duplicates. A "
-            "comment is sent every 15 s (`INFRAHAUS_SSE_HEARTBEAT_SECONDS`). The final `event: done` carries the "
-            "latest operation's id and status. "
-            "Stream it with `curl -N` or an SSE client (generated SDKs buffer the whole body)."
+            "Replays the latest operation's events and log lines, then streams them live, and ends with a `done` "
+            "item when that operation is over. Every item is an unnamed event (a browser's `onmessage` gets them "
+            "all) whose `data` is one JSON object with a `type`: an audit event (`queued`, `step`, `created`, "
+            "`failed`, ...; schema `EventRead`), a log line (`log`) or the end (`done`). The `id` of each item "
+            "grows by one across events and log lines: reconnect with `Last-Event-ID` (a browser does it by "
+            "itself) to continue without gaps or duplicates (anything but a decimal id there is a 400 "
+            "`invalid_header`). The stream starts with a `retry:` hint and sends a "
+            "comment every `INFRAHAUS_SSE_HEARTBEAT_SECONDS`. `done` repeats the last id; a reconnect with it "
+            "answers 204, which stops a browser's EventSource. Generated SDKs buffer the whole body: stream it "
+            "with an SSE client or `curl -N`."
         ),
         media_type="text/event-stream",
+        responses={
+            200: stream_spec(PROGRESS_STREAM_ITEM, "The stream; every `data` is one of the documented items."),
+            204: ResponseSpec(data_container=None, description="Nothing after `Last-Event-ID`: the stream is over."),
+        },
     )
     async def stream_container_progress(
         self,
-        request: Request[Any, Any, Any],
         current_user: CurrentUser,
         containers: ContainerService,
-        container_resources: ContainerResources,
-        ports: Ports,
+        resources: AppResources,
         container_id: FromPath[uuid.UUID],
-        last_event_id: Annotated[
-            str | None, Parameter(header="Last-Event-ID", description="The last event id received.")
-        ] = None,
-    ) -> ServerSentEvent:
+        last_event_id: LastEventId = None,
+    ) -> Response[None] | ServerSentEvent:
         container = await containers.get_for_user(container_id, current_user.id)
-        app_resources: AppResources = request.app.state.resources
+        http = resources.settings.http
         stream = ProgressStream(
             container.id,
             last_event_id=parse_last_event_id(last_event_id),
-            sessionmaker=app_resources.sessionmaker,
-            logbuffer=container_resources.logbuffer,
-            bus=ports.events,
-            heartbeat=app_resources.settings.sse_heartbeat_seconds,
+            resources=resources,
+            heartbeat=http.sse_heartbeat_seconds,
+            retry_ms=http.sse_retry_ms,
         )
+        if last_event_id is not None and await stream.finished():
+            return Response(None, status_code=204)
         return ServerSentEvent(stream.__aiter__(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @get(
         "/{container_id:uuid}/logs",
         operation_id="getContainerLogs",
-        summary="The progress log buffer (last 2000 lines, 48 h) as JSON, optionally of one script",
+        summary="Read a container's progress log",
+        description=(
+            "The log buffer as JSON: the last 2000 lines, kept 48 h after the last write, optionally of one "
+            "script. `after` continues from the last `id` received."
+        ),
+        opt=ETAG_WEAK,
     )
     async def get_container_logs(
         self,
         current_user: CurrentUser,
         containers: ContainerService,
-        container_resources: ContainerResources,
+        resources: AppResources,
         container_id: FromPath[uuid.UUID],
         script: Annotated[str | None, QueryParameter(max_length=64, description="Only lines of this script.")] = None,
         after: Annotated[int, QueryParameter(ge=0, description="Only lines with a greater id.")] = 0,
     ) -> LogPage:
         container = await containers.get_for_user(container_id, current_user.id)
-        items = await container_resources.logbuffer.lines(container.id, after=after, script=script)
+        items = await resources.logbuffer.lines(container.id, after=after, script=script)
         return LogPage(items=items, last_id=items[-1].id if items else None)
-
-
-async def _operation(db_session: AsyncSession, operation_id: uuid.UUID | None) -> Operation:
-    op = await db_session.get(Operation, operation_id) if operation_id is not None else None
-    if op is None:
-        raise RuntimeError("the accepted creation has no operation")
-    return op
-
-
-async def _action(
-    db_session: AsyncSession,
-    containers: ContainerService,
-    resources: ContainerResources,
-    idempotency: Idempotency,
-    user: CurrentUser,
-    container_id: uuid.UUID,
-    kind: str,
-    params: dict[str, Any] | None = None,
-) -> Response[OperationRead]:
-    if replay := await idempotency.replay(params):
-        return replay
-    op = await containers.request_action(container_id, user.id, kind, probe=resources.probe, params=params)
-    return await accept_operation(db_session, resources, idempotency, op)

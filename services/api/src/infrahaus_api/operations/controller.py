@@ -6,7 +6,9 @@ from litestar import Controller, get
 from litestar.params import FromPath
 
 from infrahaus_api.auth import CurrentUser
-from infrahaus_api.containers.controller import CONTAINER_DEPENDENCIES, Cursor, Limit, OperationStatusFilter
+from infrahaus_api.containers.controller import OperationStatusFilter
+from infrahaus_api.etag import ETAG_STRONG, ETAG_WEAK
+from infrahaus_api.pagination import Cursor, Limit
 from infrahaus_domain.operations.schemas import OperationKind, OperationPage, OperationRead
 from infrahaus_domain.operations.service import OperationService, to_operation_read
 
@@ -14,9 +16,14 @@ from infrahaus_domain.operations.service import OperationService, to_operation_r
 class OperationController(Controller):
     path = "/operations"
     tags = ["operations"]
-    dependencies = CONTAINER_DEPENDENCIES
 
-    @get("", operation_id="listOperations", summary="Your operations, newest first")
+    @get(
+        "",
+        operation_id="listOperations",
+        summary="List your operations",
+        description="Newest first.",
+        opt=ETAG_WEAK,
+    )
     async def list_operations(
         self,
         current_user: CurrentUser,
@@ -28,7 +35,12 @@ class OperationController(Controller):
     ) -> OperationPage:
         return await operations.page(current_user.id, status=status, kind=kind, limit=limit, cursor=cursor)
 
-    @get("/{operation_id:uuid}", operation_id="getOperation", summary="Get an operation")
+    @get(
+        "/{operation_id:uuid}",
+        operation_id="getOperation",
+        summary="Get an operation",
+        opt=ETAG_STRONG,
+    )
     async def get_operation(
         self, current_user: CurrentUser, operations: OperationService, operation_id: FromPath[uuid.UUID]
     ) -> OperationRead:

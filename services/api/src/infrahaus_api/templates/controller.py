@@ -4,35 +4,42 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post, put
-from litestar.di import Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 
 from infrahaus_api.auth import CurrentUser
+from infrahaus_api.etag import ETAG_STRONG, ETAG_WEAK
 from infrahaus_api.idempotency import Idempotency
+from infrahaus_api.pagination import Cursor, Limit
 from infrahaus_domain.models.templates import TemplateSource
 from infrahaus_domain.settings import Settings
 from infrahaus_domain.templates.discovery import discover
-from infrahaus_domain.templates.schemas import BucketCopy, DiscoveryReport, TemplatePage, TemplateRead, TemplateWrite
+from infrahaus_domain.templates.schemas import (
+    BucketCopy,
+    DiscoveryReport,
+    RevisionPage,
+    RevisionRead,
+    TemplatePage,
+    TemplateRead,
+    TemplateWrite,
+)
 from infrahaus_domain.templates.service import TemplateService, to_read
 
-Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (default 50, at most 500).")]
-Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")]
 Search = Annotated[str | None, QueryParameter(max_length=200, description="Text searched in name and description.")]
 Tag = Annotated[str | None, QueryParameter(max_length=64, description="Only templates carrying this tag.")]
 Source = Annotated[TemplateSource | None, QueryParameter(description="Only `filesystem` or only `custom` templates.")]
 
 
-def provide_template_service(db_session: AsyncSession) -> TemplateService:
-    return TemplateService(db_session)
-
-
 class TemplateController(Controller):
     path = "/templates"
     tags = ["templates"]
-    dependencies = {"templates": Provide(provide_template_service, sync_to_thread=False)}
 
-    @get("", operation_id="listTemplates", summary="List templates (shared filesystem templates and your own)")
+    @get(
+        "",
+        operation_id="listTemplates",
+        summary="List templates",
+        description="The shared filesystem templates and your own.",
+        opt=ETAG_WEAK,
+    )
     async def list_templates(
         self,
         current_user: CurrentUser,
@@ -70,7 +77,13 @@ class TemplateController(Controller):
     async def discover_templates(self, templates: TemplateService, settings: Settings) -> DiscoveryReport:
         return await discover(templates, settings.templates_dir)
 
-    @get("/{template_id:uuid}", operation_id="getTemplate", summary="Get a template with its scripts, files, packages")
+    @get(
+        "/{template_id:uuid}",
+        operation_id="getTemplate",
+        summary="Get a template",
+        description="With its scripts, files and packages.",
+        opt=ETAG_STRONG,
+    )
     async def get_template(
         self, current_user: CurrentUser, templates: TemplateService, template_id: FromPath[uuid.UUID]
     ) -> TemplateRead:
@@ -79,7 +92,11 @@ class TemplateController(Controller):
     @put(
         "/{template_id:uuid}",
         operation_id="replaceTemplate",
-        summary="Replace a custom template and all its children (atomically)",
+        summary="Replace a custom template",
+        description=(
+            "The template and all its scripts, files and packages are replaced in one step; unchanged "
+            "children keep their ids."
+        ),
     )
     async def replace_template(
         self,
@@ -99,7 +116,8 @@ class TemplateController(Controller):
     @post(
         "/{template_id:uuid}/packages/from-bucket",
         operation_id="addTemplatePackagesFromBucket",
-        summary="Copy a package bucket's packages into a custom template (existing ones are kept)",
+        summary="Copy a bucket's packages into a template",
+        description="Packages the custom template already has are kept.",
         status_code=200,
     )
     async def add_packages_from_bucket(
@@ -110,3 +128,41 @@ class TemplateController(Controller):
         data: JSONBody[BucketCopy],
     ) -> TemplateRead:
         return to_read(await templates.add_packages_from_bucket(current_user.id, template_id, data.bucket_id))
+
+    @get(
+        "/{template_id:uuid}/revisions",
+        operation_id="listTemplateRevisions",
+        summary="List a template's revisions",
+        description="Newest first; every change records one. "
+        "Each revision is an immutable, numbered snapshot of the whole template with its content digest, "
+        "its author (`user`, `discovery` or `migration`) and how many containers reference it (created from it or "
+        "synced to it; those are kept).",
+        opt=ETAG_WEAK,
+    )
+    async def list_template_revisions(
+        self,
+        current_user: CurrentUser,
+        templates: TemplateService,
+        template_id: FromPath[uuid.UUID],
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> RevisionPage:
+        template = await templates.get_visible(current_user.id, template_id)
+        return await templates.revisions.page(template.id, limit=limit, cursor=cursor)
+
+    @get(
+        "/{template_id:uuid}/revisions/{number:int}",
+        operation_id="getTemplateRevision",
+        summary="Get one revision of a template",
+        description="With the template's whole content as it was then.",
+        opt=ETAG_STRONG,
+    )
+    async def get_template_revision(
+        self,
+        current_user: CurrentUser,
+        templates: TemplateService,
+        template_id: FromPath[uuid.UUID],
+        number: Annotated[int, PathParameter(ge=1, le=999_999_999, description="The revision's number.")],
+    ) -> RevisionRead:
+        template = await templates.get_visible(current_user.id, template_id)
+        return await templates.revisions.read(template.id, number)

@@ -4,35 +4,28 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.di import Provide
 from litestar.params import FromPath, PathParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from infrahaus_api.auth import CurrentUser
-from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES, provide_node_service
-from infrahaus_domain.crypto import SecretBox
+from infrahaus_api.etag import ETAG_STRONG, ETAG_WEAK
+from infrahaus_api.nodes.controller import UPSTREAM_RESPONSES
 from infrahaus_domain.nodes.service import NodeService
-from infrahaus_domain.ports import Ports
 from infrahaus_domain.vmids.schemas import VMID_MAX, VMID_MIN, VmidAvailability, VmidList, VmidNext
 from infrahaus_domain.vmids.service import VmidService
-
-
-def provide_vmid_service(db_session: AsyncSession, secret_box: SecretBox, ports: Ports) -> VmidService:
-    return VmidService(db_session, cache=ports.cache, box=secret_box, lock=ports.lock)
 
 
 class VmidController(Controller):
     path = "/nodes/{node_id:uuid}/vmids"
     tags = ["vmids"]
-    dependencies = {
-        "nodes": Provide(provide_node_service, sync_to_thread=False),
-        "vmids": Provide(provide_vmid_service, sync_to_thread=False),
-    }
 
     @get(
         "",
         operation_id="listNodeVmids",
-        summary="VMIDs in use on the node's cluster (LXC and QEMU), from a cache refreshed every 300 s",
+        summary="List the VMIDs in use on a node's cluster",
+        description=(
+            "LXC and QEMU guests, from a cache refreshed every 300 s (`POST .../vmids/refresh` reloads it now)."
+        ),
+        opt=ETAG_WEAK,
         responses=UPSTREAM_RESPONSES,
     )
     async def list_node_vmids(
@@ -43,7 +36,9 @@ class VmidController(Controller):
     @get(
         "/next",
         operation_id="getNextNodeVmid",
-        summary="A free VMID: Proxmox's next free id, skipping reserved ones",
+        summary="Get a free VMID",
+        description="Proxmox's next free id, skipping ids reserved by accepted creations.",
+        opt=ETAG_STRONG,
         responses=UPSTREAM_RESPONSES,
     )
     async def get_next_node_vmid(
@@ -52,9 +47,13 @@ class VmidController(Controller):
         return await vmids.next_free(await nodes.get_owned(current_user.id, node_id))
 
     @get(
-        "/{vmid:int}",
+        # Declared as text in the path so that a VMID that is not a number is a 422 problem naming the parameter
+        # (an `int` path segment would not match at all and answer 404); the parameter below parses and checks it.
+        "/{vmid:str}",
         operation_id="checkNodeVmid",
-        summary="Whether a VMID is free (`reason`: `taken` on Proxmox, or `reserved` by an accepted creation)",
+        summary="Check whether a VMID is free",
+        description="When it is not, `reason` says why: `taken` on Proxmox, or `reserved` by an accepted creation.",
+        opt=ETAG_STRONG,
         responses=UPSTREAM_RESPONSES,
     )
     async def check_node_vmid(

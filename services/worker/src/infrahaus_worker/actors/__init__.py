@@ -14,15 +14,20 @@ import dramatiq
 from infrahaus_domain import jobs
 from infrahaus_worker.actors.create import create_container
 from infrahaus_worker.actors.lifecycle import (
+    create_snapshot,
     delete_container,
+    delete_snapshot,
     refresh_services,
     restart_container,
+    rollback_snapshot,
     shutdown_container,
     start_container,
     stop_container,
 )
-from infrahaus_worker.actors.runs import OperationBusyError
+from infrahaus_worker.actors.operation_run import OperationBusyError
+from infrahaus_worker.actors.sync import sync_container
 from infrahaus_worker.actors.vmids import reconcile_operations, refresh_vmids
+from infrahaus_worker.batches import release_after
 from infrahaus_worker.context import WorkerContext, current_context
 
 # Backstop time limits (ms) above the actors' own asyncio timeouts, which record a `timeout` failure.
@@ -40,6 +45,10 @@ OPERATION_ACTORS: dict[jobs.Job, OperationImpl] = {
     jobs.CONTAINER_RESTART: restart_container,
     jobs.CONTAINER_DELETE: delete_container,
     jobs.CONTAINER_SERVICES_REFRESH: refresh_services,
+    jobs.CONTAINER_SYNC: sync_container,
+    jobs.CONTAINER_SNAPSHOT_CREATE: create_snapshot,
+    jobs.CONTAINER_SNAPSHOT_ROLLBACK: rollback_snapshot,
+    jobs.CONTAINER_SNAPSHOT_DELETE: delete_snapshot,
 }
 
 
@@ -50,7 +59,9 @@ def _operation_actor(impl: OperationImpl, name: str) -> Callable[..., Awaitable[
             await impl(context, operation_id)
         except OperationBusyError:
             # Look again once the other delivery had time to finish or to be declared dead.
-            raise dramatiq.Retry(delay=int(max(3.0, 3 * context.limits.heartbeat_interval) * 1000)) from None
+            raise dramatiq.Retry(delay=int(max(3.0, 3 * context.timings.heartbeat_interval) * 1000)) from None
+        # Whatever way the operation ended, its batch (if any) may now start the next one of its operations.
+        await release_after(context, operation_id)
 
     actor.__name__ = actor.__qualname__ = name.replace(".", "_")
     return actor
@@ -68,7 +79,8 @@ def register_actors(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor[Any, An
     """Declare every job's actor on `broker`; returns them by job name."""
     declared: dict[str, dramatiq.Actor[Any, Any]] = {}
     for job, impl in OPERATION_ACTORS.items():
-        limit = CREATE_TIME_LIMIT_MS if job is jobs.CONTAINER_CREATE else LIFECYCLE_TIME_LIMIT_MS
+        long_running = job in (jobs.CONTAINER_CREATE, jobs.CONTAINER_SYNC)
+        limit = CREATE_TIME_LIMIT_MS if long_running else LIFECYCLE_TIME_LIMIT_MS
         declared[job.name] = dramatiq.actor(
             actor_name=job.name,
             queue_name=job.queue,

@@ -3,16 +3,16 @@
 The discovery output carries credential values, so it is never streamed to the live log.
 """
 
-from infrahaus_worker.discovery import DISCOVERY_SCRIPT, DiscoveredService, build_services, parse_discovery_output
+from infrahaus_worker.discovery import DISCOVERY_SCRIPT, DiscoveryFinding, build_services, parse_discovery_output
 from infrahaus_worker.pipeline.env import PipelineEnv
 from infrahaus_worker.pipeline.failures import StepError
 
 STEP = "discover"
 
 
-async def run(env: PipelineEnv) -> list[DiscoveredService]:
+async def run(env: PipelineEnv) -> list[DiscoveryFinding]:
     await env.reporter.step(STEP, 90, "Discovering services")
-    if not env.plan.start_after_create and not env.plan.needs_provisioning:
+    if not env.creation.start_after_create and not env.creation.needs_provisioning:
         await env.reporter.progress(100, "Container is stopped; services are discovered after a start")
         return []
     services = await discover(env)
@@ -20,7 +20,7 @@ async def run(env: PipelineEnv) -> list[DiscoveredService]:
     return services
 
 
-async def discover(env: PipelineEnv) -> list[DiscoveredService]:
+async def discover(env: PipelineEnv) -> list[DiscoveryFinding]:
     """Run discovery in the container and hand the result to the reporter."""
     result = await env.runner.exec(env.vmid, ["bash", "-c", DISCOVERY_SCRIPT], timeout=60)
     if result.exit_code != 0:

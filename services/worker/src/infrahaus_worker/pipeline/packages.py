@@ -1,19 +1,26 @@
 """Step `packages` (55-65): install packages by manager, non-interactively.
 
-Only the chosen managers' packages and the extra apt packages are in the plan. Each manager runs
+Only the chosen managers' packages and the extra apt packages are in the spec. Each manager runs
 once with all its packages; a failing manager does not stop the others, and the step then fails
 naming every failed manager (the first one's output decides the code: apt_locked, network_unreachable...).
 """
 
 from collections.abc import Sequence
 
+from infrahaus_domain.allowlist import UnsafeValueError, install_argument
+from infrahaus_domain.containers.schemas import SpecPackage
 from infrahaus_worker.pipeline.env import PipelineEnv
 from infrahaus_worker.pipeline.failures import StepError, classify_text, tail
-from infrahaus_worker.pipeline.plan import PackagePlan, PlanError, package_spec
 
 STEP = "packages"
+# The output lines of a manager kept for classifying a failure (the live log has the rest).
+LAST_OUTPUT_LINES = 200
 START, END = 55, 65
 MANAGERS = ("apt", "pip", "npm")
+
+
+class UnknownPackageManagerError(ValueError):
+    """A manager the worker has no install command for."""
 
 
 def commands(manager: str, specs: Sequence[str]) -> list[list[str]]:
@@ -33,21 +40,26 @@ def commands(manager: str, specs: Sequence[str]) -> list[list[str]]:
         return [["env", "PIP_BREAK_SYSTEM_PACKAGES=1", "python3", "-m", "pip", "install", "--no-input", *specs]]
     if manager == "npm":
         return [["npm", "install", "--global", "--no-audit", "--no-fund", *specs]]
-    raise PlanError(f"unknown package manager {manager!r}")
+    raise UnknownPackageManagerError(f"unknown package manager {manager!r}")
+
+
+def install_arguments(packages: list[SpecPackage]) -> list[str]:
+    """The install arguments of one manager's packages, each checked against the shared allow-list again."""
+    try:
+        return [install_argument(p.manager, p.name, p.version) for p in packages]
+    except UnsafeValueError as exc:
+        raise StepError.of("validation_failed", str(exc), step=STEP) from None
 
 
 async def run(env: PipelineEnv) -> None:
-    grouped: dict[str, list[PackagePlan]] = {}
-    for package in env.plan.packages:
+    grouped: dict[str, list[SpecPackage]] = {}
+    for package in env.creation.packages:
         if package.manager in MANAGERS:
             grouped.setdefault(package.manager, []).append(package)
     await env.reporter.step(STEP, START, f"Installing {sum(len(p) for p in grouped.values())} package(s)")
     failures: list[tuple[str, int, list[str]]] = []
     for index, manager in enumerate(m for m in MANAGERS if m in grouped):
-        try:
-            specs = [package_spec(p) for p in grouped[manager]]
-        except PlanError as exc:
-            raise StepError.of("validation_failed", str(exc), step=STEP) from None
+        specs = install_arguments(grouped[manager])
         exit_code, lines = await _install(env, manager, specs)
         ok = exit_code == 0
         await env.reporter.event(
@@ -76,9 +88,12 @@ async def _install(env: PipelineEnv, manager: str, specs: list[str]) -> tuple[in
     output: list[str] = []
     source = f"packages:{manager}"
     sink = env.line_sink(source)
-    for argv in commands(manager, specs):
-        result = await env.runner.exec(env.vmid, argv, timeout=env.limits.packages, on_line=sink)
-        output.extend(line.text for line in result.lines)
-        if result.exit_code != 0:
-            return result.exit_code, output
+    try:
+        for argv in commands(manager, specs):
+            result = await env.runner.exec(env.vmid, argv, timeout=env.timings.packages, on_line=sink)
+            output = [*output, *(line.text for line in result.lines)][-LAST_OUTPUT_LINES:]
+            if result.exit_code != 0:
+                return result.exit_code, output
+    finally:
+        await sink.finish()
     return 0, output

@@ -7,9 +7,9 @@ the event trail, the log buffer, the container's runtime fields); tests can impl
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
-from infrahaus_worker.discovery import DiscoveredService
+from infrahaus_worker.discovery import DiscoveryFinding
 
-Stream = Literal["stdout", "stderr"]
+Stream = Literal["stdout", "stderr", "info"]
 
 
 class Reporter(Protocol):
@@ -40,8 +40,13 @@ class Reporter(Protocol):
         """Persist progress markers so a redelivered message resumes instead of repeating work."""
         ...
 
+    async def guest_created_by(self, upid: str) -> None:
+        """Record the create task that made (or is making) the container's guest: while the guest's config holds
+        only `lock: create`, that task is the only proof the guest is ours (see `infrahaus_worker.ownership`)."""
+        ...
+
     async def set_ip(self, ip_address: str | None) -> None: ...
 
-    async def services(self, services: Sequence[DiscoveredService]) -> None:
+    async def services(self, services: Sequence[DiscoveryFinding]) -> None:
         """Replace the container's discovered services (credentials are encrypted by the receiver)."""
         ...

@@ -9,11 +9,12 @@ The directory is removed afterwards, also on failure.
 
 import time
 
+from infrahaus_domain.allowlist import UnsafeValueError, validate_script_name
+from infrahaus_domain.containers.schemas import SpecScript
 from infrahaus_proxmox.pct import PctTimeout
 from infrahaus_worker.helpers import helpers_script
 from infrahaus_worker.pipeline.env import PipelineEnv
 from infrahaus_worker.pipeline.failures import StepError, tail
-from infrahaus_worker.pipeline.plan import PlanError, ScriptPlan, check_name
 
 STEP = "scripts"
 START, END = 65, 90
@@ -22,47 +23,62 @@ _FRESH_DIR = 'rm -rf -- "$1" && mkdir -m 700 -p -- "$1"'
 _WRITE = 'umask 077 && cat > "$1"'
 
 
+def check_script_name(name: str) -> None:
+    """The shared allow-list again before a name becomes a path in the container; `StepError` otherwise."""
+    try:
+        validate_script_name(name)
+    except UnsafeValueError as exc:
+        raise StepError.of("validation_failed", str(exc), step=STEP) from None
+
+
 async def run(env: PipelineEnv) -> None:
-    scripts = env.plan.scripts
+    scripts = env.creation.scripts
     await env.reporter.step(STEP, START, f"Running {len(scripts)} script(s)")
     if not scripts:
         await env.reporter.progress(END, "No scripts to run")
         return
     for script in scripts:
-        try:
-            check_name(script.name, "script name")
-        except PlanError as exc:
-            raise StepError.of("validation_failed", str(exc), step=STEP) from None
+        check_script_name(script.name)
     workdir = env.workdir
     helpers = f"{workdir}/infrahaus-helpers.sh"
     # A fresh private directory (a resumed operation may find a half-filled one); the path is an argument.
     made = await env.runner.exec(env.vmid, ["sh", "-c", _FRESH_DIR, "infrahaus-scripts", workdir], timeout=30)
     if made.exit_code != 0:
         raise StepError.of("file_failed", f"Cannot create {workdir} in the container", step=STEP)
+    # Scripts an earlier attempt of this operation completed are not run again (a resumed operation); the one that
+    # was running when that attempt's worker died runs again from its start.
+    completed: list[str] = list((await env.reporter.checkpoint()).get("scripts_done", []))
     try:
         await _write(env, helpers, helpers_script())
         for index, script in enumerate(scripts):
+            percent = START + (END - START) * (index + 1) // len(scripts)
+            if script.name in completed:
+                await env.reporter.progress(percent, f"{script.name} completed by an earlier attempt")
+                continue
             await run_script(env, script, helpers)
-            await env.reporter.progress(START + (END - START) * (index + 1) // len(scripts), f"{script.name} done")
+            completed.append(script.name)
+            await env.reporter.save_checkpoint(scripts_done=completed)
+            await env.reporter.progress(percent, f"{script.name} done")
     finally:
         await env.runner.exec(env.vmid, ["rm", "-rf", "--", workdir], timeout=30)
     await env.reporter.progress(END, "Scripts finished")
 
 
-async def run_script(env: PipelineEnv, script: ScriptPlan, helpers: str) -> None:
+async def run_script(env: PipelineEnv, script: SpecScript, helpers: str) -> None:
     path = f"{env.workdir}/{script.name}"
     await _write(env, path, script.content.encode())
     await env.reporter.line(f"==> {script.name}", stream="stdout", source=f"script:{script.name}")
     started = time.monotonic()
     argv = ["env", "HOME=/root", "DEBIAN_FRONTEND=noninteractive", "bash", "-c", RUNNER, script.name, helpers, path]
+    output = env.line_sink(f"script:{script.name}")
     try:
-        result = await env.runner.exec(
-            env.vmid, argv, timeout=env.limits.script, on_line=env.line_sink(f"script:{script.name}")
-        )
+        result = await env.runner.exec(env.vmid, argv, timeout=env.timings.script, on_line=output)
     except PctTimeout:
         raise StepError.of(
-            "timeout", f"Script {script.name} ran longer than {env.limits.script:g}s", step=STEP, script=script.name
+            "timeout", f"Script {script.name} ran longer than {env.timings.script:g}s", step=STEP, script=script.name
         ) from None
+    finally:
+        await output.finish()
     duration = round(time.monotonic() - started, 2)
     if result.exit_code != 0:
         last = tail([line.text for line in result.lines])

@@ -1,13 +1,13 @@
 """Step `start` (20-35): start the container and wait for the task."""
 
-from infrahaus_worker.pipeline.env import PipelineEnv, retry_locked
+from infrahaus_worker.pipeline.env import PipelineEnv, run_task
 
 STEP = "start"
 
 
 async def run(env: PipelineEnv) -> None:
     await env.reporter.step(STEP, 20, "Starting container")
-    if not env.plan.start_after_create and not env.plan.needs_provisioning:
+    if not env.creation.start_after_create and not env.creation.needs_provisioning:
         await env.reporter.progress(35, "Left stopped (start_after_create is false)")
         return
     await start_container(env)
@@ -19,5 +19,9 @@ async def start_container(env: PipelineEnv) -> None:
     status = await env.client.lxc.status(env.node, env.vmid)
     if status.status == "running":
         return
-    upid = await retry_locked(lambda: env.client.lxc.start(env.node, env.vmid), wait=env.limits.lock_wait)
-    await env.client.tasks.wait(upid, timeout=env.limits.start_stop)
+    await run_task(
+        env.client,
+        lambda: env.client.lxc.start(env.node, env.vmid),
+        timeout=env.timings.start_stop,
+        lock_wait=env.timings.lock_wait,
+    )

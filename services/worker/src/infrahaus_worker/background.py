@@ -1,0 +1,12 @@
+"""The loops every worker process runs for its whole life: the reconciler and the webhook deliveries."""
+
+import asyncio
+
+from infrahaus_worker.context import WorkerContext
+from infrahaus_worker.reconciler import reconcile_forever
+from infrahaus_worker.webhooks import deliver_forever
+
+
+async def run_background(ctx: WorkerContext) -> None:
+    """Both loops until cancelled (each one logs and survives its own failures)."""
+    await asyncio.gather(reconcile_forever(ctx), deliver_forever(ctx))
