@@ -41,6 +41,7 @@ async def _run(ctx: WorkerContext, claimed: Claimed, spec: ContainerSpec) -> Non
             try:
                 env = PipelineEnv(
                     operation_id=str(claimed.operation_id),
+                    attempt=claimed.attempts,
                     node=claimed.pve_node,
                     vmid=claimed.vmid,
                     spec=spec,

@@ -172,6 +172,7 @@ async def _services_refresh(client: ProxmoxClient, c: Claimed, ctx: WorkerContex
     try:
         env = PipelineEnv(
             operation_id=str(c.operation_id),
+            attempt=c.attempts,
             node=c.pve_node,
             vmid=c.vmid,
             client=client,

@@ -79,6 +79,7 @@ async def sync_container(ctx: WorkerContext, operation_id: str) -> None:
             try:
                 env = PipelineEnv(
                     operation_id=str(claimed.operation_id),
+                    attempt=claimed.attempts,
                     node=claimed.pve_node,
                     vmid=claimed.vmid,
                     spec=plan.target,

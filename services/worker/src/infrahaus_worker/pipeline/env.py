@@ -26,6 +26,8 @@ STEP_TAIL_BYTES = 512 * 1024
 @dataclasses.dataclass(kw_only=True)
 class PipelineEnv:
     operation_id: str
+    # Which run of the operation this is (a resumed operation's next attempt gets its own scratch directory).
+    attempt: int = 1
     node: str  # the Proxmox node's name
     vmid: int
     client: ProxmoxClient
@@ -66,8 +68,9 @@ class PipelineEnv:
 
     @property
     def workdir(self) -> str:
-        """Per-operation scratch directory inside the container (removed at the end of each step)."""
-        return f"/tmp/infrahaus-{self.operation_id.replace('-', '')[:16]}"  # noqa: S108 - inside the container
+        """Per-attempt scratch directory inside the container (removed at the end of each step): an attempt that
+        only stalled and is stopping must not remove the directory of the attempt that took over."""
+        return f"/tmp/infrahaus-{self.operation_id.replace('-', '')[:16]}-{self.attempt}"  # noqa: S108 - in the guest
 
     def line_sink(self, source: str) -> "LiveOutput":
         """An `on_line` callback that streams a command's output into the live log (bounded, see `LiveOutput`);
