@@ -88,6 +88,10 @@ def test_key_file(tmp_path: Path) -> None:
         ("INFRAHAUS_AUTH_SERVERS", '[{"name": "a", "url": "https://pve:99999"}]'),
         ("INFRAHAUS_AUTH_SERVERS", '[{"name": "a", "url": "https:///nohost"}]'),
         ("INFRAHAUS_AUTH_PVE_URL", "pve.example:8006"),
+        ("INFRAHAUS_AUTH_PVE_ACCOUNTS_TOKEN", "root@pam!accounts"),
+        ("INFRAHAUS_AUTH_PVE_ACCOUNTS_TOKEN", "root@pam!accounts=01234567,89"),
+        ("INFRAHAUS_AUTH_SERVERS", '[{"name": "a", "url": "https://pve:8006", "accounts_token": "x y=z"}]'),
+        ("INFRAHAUS_AUTH_REVALIDATE_SECONDS", "0"),
         ("INFRAHAUS_COOKIE_SECURE", "maybe"),
         ("INFRAHAUS_COOKIE_SAMESITE", "loose"),
         ("INFRAHAUS_SESSION_IDLE_SECONDS", "soon"),
@@ -164,3 +168,29 @@ def test_a_bad_single_server_fingerprint_names_its_own_variable() -> None:
     with pytest.raises(SettingsError) as exc:
         Settings.from_env({"INFRAHAUS_AUTH_PVE_URL": "https://pve:8006", "INFRAHAUS_AUTH_PVE_FINGERPRINT": "AA:BB"})
     assert exc.value.variable == "INFRAHAUS_AUTH_PVE_FINGERPRINT"
+
+
+def test_accounts_tokens_are_parsed_and_never_shown() -> None:
+    secret = "5f0c7a2e-1b3d-4c5e-8f90-123456789abc"
+    single = Settings.from_env(
+        {
+            "INFRAHAUS_AUTH_PVE_URL": "https://pve.example:8006",
+            "INFRAHAUS_AUTH_PVE_ACCOUNTS_TOKEN": f"root@pam!accounts={secret}",
+            "INFRAHAUS_AUTH_REVALIDATE_SECONDS": "60",
+        }
+    )
+    server = single.auth.server(None)
+    assert server is not None
+    assert server.accounts_credentials() == ("root@pam!accounts", secret)
+    assert single.auth.revalidate_seconds == 60
+    several = Settings.from_env(
+        {
+            "INFRAHAUS_AUTH_SERVERS": '[{"name": "a", "url": "https://pve-a:8006", "accounts_token": "audit@pve!ih='
+            + secret
+            + '"}, {"name": "b", "url": "https://pve-b:8006"}]'
+        }
+    )
+    assert [s.accounts_credentials() for s in several.auth.configured] == [("audit@pve!ih", secret), None]
+    for shown in (repr(single), repr(single.auth), repr(several), repr(several.auth.configured)):
+        assert secret not in shown
+        assert "accounts_token" in shown

@@ -199,6 +199,19 @@ class EncryptionKey(msgspec.Struct, kw_only=True, frozen=True):
         return f"EncryptionKey(kid={self.kid!r})"
 
 
+# A Proxmox API token as `user@realm!name=secret` (what `pveum user token add` prints, joined by `=`).
+_ACCOUNTS_TOKEN_RE = re.compile(
+    r"[A-Za-z0-9._-]{1,64}@[A-Za-z0-9._-]{1,32}![A-Za-z][A-Za-z0-9._-]{0,63}=[A-Za-z0-9-]{8,128}"
+)
+
+
+def accounts_token(value: str) -> str:
+    """A Proxmox API token `user@realm!name=secret` (whole-string match)."""
+    if not _ACCOUNTS_TOKEN_RE.fullmatch(value):
+        raise ValueError("must be a Proxmox API token written user@realm!name=secret")
+    return value
+
+
 class AuthServer(msgspec.Struct, kw_only=True, frozen=True):
     """A Proxmox VE endpoint whose `/access/ticket` checks login credentials."""
 
@@ -206,6 +219,23 @@ class AuthServer(msgspec.Struct, kw_only=True, frozen=True):
     url: str
     fingerprint: str | None = None
     verify: bool = True
+    # A Proxmox API token (`user@realm!name=secret`, needs only Sys.Audit on /access/groups) with which the worker
+    # re-reads the accounts of this server's users (`infrahaus_domain.users.accounts`); None: no re-validation.
+    accounts_token: str | None = None
+
+    def __repr__(self) -> str:
+        token = "***" if self.accounts_token else None
+        return (
+            f"AuthServer(name={self.name!r}, url={self.url!r}, fingerprint={self.fingerprint!r}, "
+            f"verify={self.verify!r}, accounts_token={token})"
+        )
+
+    def accounts_credentials(self) -> tuple[str, str] | None:
+        """(token id, secret) of the accounts token, or None."""
+        if self.accounts_token is None:
+            return None
+        token_id, _, secret = self.accounts_token.partition("=")
+        return token_id, secret
 
 
 def parse_keyring(text: str, variable: str) -> tuple[EncryptionKey, ...]:
@@ -239,14 +269,25 @@ class _AuthServerInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     url: str
     fingerprint: str | None = None
     verify: bool = True
+    accounts_token: str | None = None
 
 
 def auth_servers(value: str) -> tuple[AuthServer, ...]:
     try:
         items = msgspec.json.decode(value, type=list[_AuthServerInput])
-    except (msgspec.DecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"must be a JSON list of {{name, url, fingerprint?, verify?}}: {exc}") from None
-    return tuple(AuthServer(name=i.name, url=i.url, fingerprint=i.fingerprint, verify=i.verify) for i in items)
+    except (msgspec.DecodeError, json.JSONDecodeError):
+        # Not the decoder's message: it may quote the value, and the value may hold an accounts token.
+        raise ValueError("must be a JSON list of {name, url, fingerprint?, verify?, accounts_token?}") from None
+    return tuple(
+        AuthServer(
+            name=i.name,
+            url=i.url,
+            fingerprint=i.fingerprint,
+            verify=i.verify,
+            accounts_token=None if i.accounts_token is None else accounts_token(i.accounts_token),
+        )
+        for i in items
+    )
 
 
 # ---------------------------------------------------------------- the groups
@@ -290,6 +331,15 @@ class AuthSettings(msgspec.Struct, kw_only=True, frozen=True):
     # An API token created without `expires_at` ends after this many days; only an explicit `null` makes one that
     # never expires.
     token_lifetime_days: Annotated[int, Env("INFRAHAUS_TOKEN_DEFAULT_LIFETIME_DAYS", integer(minimum=1))] = 90
+    # The accounts token of the one `pve_*` endpoint (see `AuthServer.accounts_token`).
+    pve_accounts_token: Annotated[str | None, Env("INFRAHAUS_AUTH_PVE_ACCOUNTS_TOKEN", accounts_token)] = None
+    # How often the worker re-reads the Proxmox account of every user with live sessions or tokens; a disabled,
+    # expired or deleted account's credentials stop working within this plus the API's 10 s auth cache.
+    revalidate_seconds: Annotated[int, Env("INFRAHAUS_AUTH_REVALIDATE_SECONDS", integer(minimum=1))] = 300
+
+    def __repr__(self) -> str:
+        shown = {**msgspec.structs.asdict(self), "pve_accounts_token": "***" if self.pve_accounts_token else None}
+        return "AuthSettings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
     @property
     def configured(self) -> tuple[AuthServer, ...]:
@@ -297,7 +347,13 @@ class AuthSettings(msgspec.Struct, kw_only=True, frozen=True):
         if self.servers or self.pve_url is None:
             return self.servers
         return (
-            AuthServer(name=self.pve_name, url=self.pve_url, fingerprint=self.pve_fingerprint, verify=self.pve_verify),
+            AuthServer(
+                name=self.pve_name,
+                url=self.pve_url,
+                fingerprint=self.pve_fingerprint,
+                verify=self.pve_verify,
+                accounts_token=self.pve_accounts_token,
+            ),
         )
 
     def server(self, name: str | None) -> AuthServer | None:

@@ -9,7 +9,7 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -85,6 +85,7 @@ class SessionManager:
         clock: Callable[[], float] = time.time,
         local: "LocalCache[SessionData] | None" = None,
         invalidation: Invalidation | None = None,
+        account_active: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
     ) -> None:
         self._store = store
         self._idle = idle_seconds
@@ -93,6 +94,9 @@ class SessionManager:
         # Sessions this process read recently (no store round trip), dropped everywhere on logout.
         self._local = local
         self._invalidation = invalidation
+        # Whether the user's Proxmox account is still active (`infrahaus_domain.users.accounts`), asked whenever
+        # the session is read from the store rather than this process's memory.
+        self._account_active = account_active
 
     def expires_at(self, data: SessionData) -> datetime:
         """When the session ends if not used again: idle expiry, capped by the absolute lifetime."""
@@ -124,6 +128,9 @@ class SessionManager:
             try:
                 data = msgspec.json.decode(raw, type=SessionData)
             except msgspec.DecodeError:
+                await self.delete(session_id)
+                return None
+            if self._account_active is not None and not await self._account_active(data.user.id):
                 await self.delete(session_id)
                 return None
             if local is not None and stamp is not None:
@@ -254,12 +261,17 @@ async def forget_token(resources: AppResources, lookup_id: str) -> None:
 
 
 def session_manager(resources: AppResources) -> SessionManager:
+    async def account_active(user_id: uuid.UUID) -> bool:
+        async with resources.sessionmaker() as db:
+            return await resources.services(db).users.account_active(user_id)
+
     return SessionManager(
         resources.session_store,
         idle_seconds=resources.settings.sessions.idle_seconds,
         absolute_seconds=resources.settings.sessions.absolute_seconds,
         local=resources.session_cache,
         invalidation=resources.ports.invalidation,
+        account_active=account_active,
     )
 
 

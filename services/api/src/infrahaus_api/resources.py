@@ -74,6 +74,7 @@ def build_resources(
     owns_broker = broker is None
     # Imported here: auth.py builds on this module.
     from infrahaus_api.auth import AUTH_CACHE_SECONDS, SESSION_TOPIC, TOKEN_TOPIC
+    from infrahaus_domain.users.accounts import ACCOUNT_TOPIC
 
     if broker is None:
         broker = build_broker(settings)
@@ -98,8 +99,11 @@ def build_resources(
         job_queue=DramatiqJobQueue(broker) if broker is not None else None,
         broker=broker,
         owns_broker=owns_broker,
-        session_cache=LocalCache(ports.invalidation, SESSION_TOPIC, ttl=AUTH_CACHE_SECONDS),
-        token_cache=LocalCache(ports.invalidation, TOKEN_TOPIC, ttl=AUTH_CACHE_SECONDS),
+        # An account found disabled drops every cached session and token (`infrahaus_domain.users.accounts`).
+        session_cache=LocalCache(
+            ports.invalidation, SESSION_TOPIC, ttl=AUTH_CACHE_SECONDS, cleared_by=(ACCOUNT_TOPIC,)
+        ),
+        token_cache=LocalCache(ports.invalidation, TOKEN_TOPIC, ttl=AUTH_CACHE_SECONDS, cleared_by=(ACCOUNT_TOPIC,)),
         node_lists=NodeListCache(ports.invalidation),
         read_sessionmaker=read_only_sessionmaker(engine),
     )

@@ -18,6 +18,10 @@ class User(UUIDv7AuditBase):
     userid: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(255))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # When the worker last read this user's Proxmox account, and since when Proxmox says it is disabled, expired
+    # or deleted (its sessions and tokens are refused while set): `infrahaus_domain.users.accounts`.
+    account_checked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    account_disabled_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
     tokens: Mapped[list["ApiToken"]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"

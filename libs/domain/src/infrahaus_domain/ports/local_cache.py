@@ -42,9 +42,12 @@ class LocalCache(Generic[V]):
         ttl: float,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        cleared_by: tuple[str, ...] = (),
     ) -> None:
         self._invalidation = invalidation
         self.topic = topic
+        # Topics whose every invalidation drops all of this cache (e.g. an account disabled: its sessions).
+        self._cleared_by = cleared_by
         self.ttl = ttl
         self._max = max_entries
         self._clock = clock
@@ -59,6 +62,8 @@ class LocalCache(Generic[V]):
             # Registered on first use, from the process's event loop (the Redis adapter subscribes there).
             self._listening = True
             self._invalidation.listen(self.topic, self._invalidated)
+            for topic in self._cleared_by:
+                self._invalidation.listen(topic, self._cleared)
         return self._invalidation.connected
 
     def get(self, key: str) -> V | None:
@@ -100,3 +105,6 @@ class LocalCache(Generic[V]):
                 self._entries.clear()
             else:
                 self._entries.pop(key, None)
+
+    def _cleared(self, _key: str | None) -> None:
+        self._invalidated(None)

@@ -6,6 +6,7 @@ import logging
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
@@ -24,6 +25,9 @@ from infrahaus_domain.settings import AuthServer
 from infrahaus_domain.users.errors import AuthServerUnreachable
 from infrahaus_proxmox.client import Resolver
 
+if TYPE_CHECKING:
+    from infrahaus_proxmox import TlsPolicy
+
 logger = logging.getLogger("infrahaus.auth")
 
 TOKEN_PREFIX = "ihs_"  # noqa: S105 - a format tag, not a secret
@@ -41,14 +45,70 @@ class UserService(DomainService[User, UserRepository]):
     repository_type = UserRepository
 
     async def record_login(self, auth_server: str, userid: str) -> User:
-        """Find or create the user keyed by (auth server, userid) and stamp the login time."""
+        """Find or create the user keyed by (auth server, userid) and stamp the login time. Proxmox just let the
+        user in, so the account is active: a mark of re-validation is lifted."""
         now = datetime.now(UTC)
         user = await self.repository.get_one_or_none(auth_server=auth_server, userid=userid)
         if user is None:
-            user = User(auth_server=auth_server, userid=userid, display_name=userid, last_login_at=now)
+            user = User(
+                auth_server=auth_server, userid=userid, display_name=userid, last_login_at=now, account_checked_at=now
+            )
             return await self.repository.add(user)
         user.last_login_at = now
+        user.account_checked_at = now
+        user.account_disabled_at = None
         return await self.repository.update(user)
+
+    async def account_active(self, user_id: uuid.UUID) -> bool:
+        """False when the user is gone or its Proxmox account was last seen disabled, expired or deleted."""
+        row = (await self.session.execute(select(User.account_disabled_at).where(User.id == user_id))).one_or_none()
+        return row is not None and row[0] is None
+
+    async def due_for_account_check(
+        self, auth_server: str, *, checked_before: datetime, logged_in_after: datetime, limit: int = 500
+    ) -> list[tuple[uuid.UUID, str, datetime | None]]:
+        """(id, userid, account_checked_at) of this server's users whose account was not read since
+        `checked_before` and who still hold credentials: a login after `logged_in_after` (a session may live) or
+        a token neither revoked nor expired. Least recently checked first."""
+        now = datetime.now(UTC)
+        live_token = (
+            select(ApiToken.id)
+            .where(ApiToken.user_id == User.id, ApiToken.revoked_at.is_(None))
+            .where(ApiToken.expires_at.is_(None) | (ApiToken.expires_at > now))
+            .exists()
+        )
+        rows = await self.session.execute(
+            select(User.id, User.userid, User.account_checked_at)
+            .where(User.auth_server == auth_server)
+            .where(User.account_checked_at.is_(None) | (User.account_checked_at < checked_before))
+            .where((User.last_login_at > logged_in_after) | live_token)
+            .order_by(User.account_checked_at.asc().nulls_first(), User.id)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def claim_account_check(self, user_id: uuid.UUID, seen: datetime | None, now: datetime) -> bool:
+        """Take the check of one user, unless another worker took it since `seen` was read (no lock is held
+        while the auth server is asked)."""
+        stale = User.account_checked_at.is_(None) if seen is None else User.account_checked_at == seen
+        result = await self.session.execute(
+            update(User).where(User.id == user_id, stale).values(account_checked_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def record_account(self, user_id: uuid.UUID, *, active: bool, now: datetime) -> bool:
+        """Store what the auth server said; True when this newly marks the account inactive."""
+        if active:
+            await self.session.execute(
+                update(User).where(User.id == user_id).values(account_disabled_at=None, account_checked_at=now)
+            )
+            return False
+        result = await self.session.execute(
+            update(User)
+            .where(User.id == user_id, User.account_disabled_at.is_(None))
+            .values(account_disabled_at=now, account_checked_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
 
 
 class ApiTokenRepository(SQLAlchemyAsyncRepository[ApiToken]):
@@ -142,6 +202,8 @@ class ApiTokenService(DomainService[ApiToken, ApiTokenRepository]):
             return None
         if api_token.revoked_at is not None or (api_token.expires_at is not None and api_token.expires_at <= now):
             return None
+        if user.account_disabled_at is not None:
+            return None  # Proxmox says the owner's account is disabled, expired or deleted
         if api_token.last_used_at is None or now - api_token.last_used_at > _LAST_USED_GRANULARITY:
             await session.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=now))
         return user, api_token
@@ -162,6 +224,17 @@ def token_matches(token_hash: str, secret: str) -> bool:
     return hmac.compare_digest(token_hash, _hash_secret(secret))
 
 
+def auth_server_tls(server: AuthServer) -> "TlsPolicy":
+    """How an auth server's certificate is checked: its pinned fingerprint, else the CA store unless turned off."""
+    from infrahaus_proxmox import TlsPolicy
+
+    if server.fingerprint:
+        return TlsPolicy.pinned(server.fingerprint)
+    if server.verify:
+        return TlsPolicy.verified()
+    return TlsPolicy.insecure()
+
+
 async def verify_proxmox_login(
     server: AuthServer,
     userid: str,
@@ -176,19 +249,13 @@ async def verify_proxmox_login(
     The ticket is dropped: infrahaus keeps its own session. Raises `AuthenticationFailed` (one generic message),
     `TfaNotSupported`, or `AuthServerUnreachable`.
     """
-    from infrahaus_proxmox import ProxmoxClient, TlsPolicy
+    from infrahaus_proxmox import ProxmoxClient
     from infrahaus_proxmox.errors import ProxmoxError
 
-    if server.fingerprint:
-        tls = TlsPolicy.pinned(server.fingerprint)
-    elif server.verify:
-        tls = TlsPolicy.verified()
-    else:
-        tls = TlsPolicy.insecure()
     try:
         # Not idempotent in spirit (a login attempt counts): no retries.
         async with ProxmoxClient(
-            server.url, None, tls=tls, timeout=request_timeout, retries=0, resolver=resolver
+            server.url, None, tls=auth_server_tls(server), timeout=request_timeout, retries=0, resolver=resolver
         ) as client:
             ticket = await client.access.ticket(userid, password)
     except OutboundDeniedError as exc:

@@ -95,6 +95,10 @@ async def _prepare_database(settings: Settings) -> DiscoveryReport | None:
         await engine.dispose()
 
 
+# The simulator's documented demo token (the banner shows it too).
+_DEMO_ACCOUNTS_TOKEN = "root@pam!infrahaus=demo-token-secret"  # noqa: S105 - the simulator's demo credential
+
+
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     report = await _prepare_database(settings)
     simulator = None
@@ -112,9 +116,12 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
         )
         await simulator.start()
         node = simulator.node(args.sim_node)
-        settings = settings.replace(
-            auth={"servers": (AuthServer(name="demo", url=node.api_url, fingerprint=node.fingerprint),)}
+        # The demo token also re-reads accounts (README, Account re-validation): disabling a simulated user ends
+        # its infrahaus sessions and tokens as on a real cluster.
+        demo_server = AuthServer(
+            name="demo", url=node.api_url, fingerprint=node.fingerprint, accounts_token=_DEMO_ACCOUNTS_TOKEN
         )
+        settings = settings.replace(auth={"servers": (demo_server,)})
     # One broker and one set of in-memory stores shared by the API and the worker threads, so jobs, progress
     # events and log lines cross between them.
     broker = build_stub_broker()
