@@ -17,7 +17,7 @@ The event stream (`EventStream`): the user's committed events in the order of th
 """
 
 import asyncio
-import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -41,6 +41,8 @@ _CLOSED = object()
 STREAM_BATCH = 500
 # How long a live item waits for a smaller id that another producer allocated but has not published yet.
 GAP_WAIT_SECONDS = 0.5
+
+logger = logging.getLogger("infrahaus.api.sse")
 
 
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
@@ -141,9 +143,7 @@ class ProgressStream:
                 async for message in self._run(queue):
                     yield message
             finally:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+                await _stop_pump(pump)
 
     @staticmethod
     async def _pump(messages: AsyncIterator[bytes], queue: "asyncio.Queue[Any]") -> None:
@@ -287,10 +287,17 @@ class EventStream:
                         if queue.get_nowait() is _CLOSED:
                             return
             finally:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+                await _stop_pump(pump)
 
     async def _next_batch(self) -> list[tuple[int, EventRead]]:
         async with self.resources.unit() as services:
             return await services.events.stream_page(self.user_id, after=self.last, limit=STREAM_BATCH, **self.filters)
+
+
+async def _stop_pump(pump: "asyncio.Task[None]") -> None:
+    """Cancel a stream's subscription reader and wait for it, boundedly: redis-py can swallow a cancellation that
+    lands inside its read, and a stream must still end (closing the subscription then ends that read)."""
+    pump.cancel()
+    done, _ = await asyncio.wait({pump}, timeout=2.0)
+    if not done:
+        logger.warning("a stream's subscription reader did not stop when cancelled; closing the subscription")
