@@ -18,13 +18,19 @@ branch_labels = None
 depends_on = None
 
 
+_COLUMNS = ("account_checked_at", "account_disabled_at")
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("account_checked_at", DateTimeUTC(timezone=True), nullable=True))
-        batch.add_column(sa.Column("account_disabled_at", DateTimeUTC(timezone=True), nullable=True))
+    # Plain ALTERs on both databases: batch mode would recreate `users` on SQLite, and dropping that table cascades
+    # to every row that references it (tokens, idempotency keys).
+    for name in _COLUMNS:
+        op.add_column("users", sa.Column(name, DateTimeUTC(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("account_disabled_at")
-        batch.drop_column("account_checked_at")
+    for name in reversed(_COLUMNS):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE users DROP COLUMN {name}")  # SQLite >= 3.35; alembic would recreate the table
+        else:
+            op.drop_column("users", name)
