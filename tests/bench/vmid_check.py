@@ -19,6 +19,7 @@ import contextlib
 import math
 import os
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ ROUTE = "/api/nodes/{node_id}/vmids/{vmid}"
 # How the route appears in the `route` label of the request-duration histogram (Litestar's path template).
 ROUTE_LABEL = re.compile(r'route="/api/nodes/\{node_id[^}]*\}/vmids/\{vmid[^}]*\}"')
 TARGET_P99_MS = 5.0
+METRICS_TOKEN = secrets.token_urlsafe(24)
 
 
 @contextlib.asynccontextmanager
@@ -102,7 +104,7 @@ _BUCKET_RE = re.compile(r"^infrahaus_http_request_duration_seconds_bucket\{(?P<l
 
 async def _route_buckets(client: httpx.AsyncClient) -> dict[float, float] | None:
     """Cumulative histogram buckets (upper bound in seconds -> count) of the benchmarked route, if exposed."""
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     if response.status_code != 200:
         return None
     buckets: dict[float, float] = {}
@@ -242,6 +244,8 @@ async def run(rate: float, duration: float, workers: int) -> int:
                 "INFRAHAUS_AUTH_PVE_FINGERPRINT": node.fingerprint,
                 "INFRAHAUS_COOKIE_SECURE": "false",
                 "INFRAHAUS_LOG_LEVEL": "WARNING",
+                # `/metrics` on the API port answers only with this token (404 without one).
+                "INFRAHAUS_METRICS_TOKEN": METRICS_TOKEN,
             }
             port = free_port()
             async with (

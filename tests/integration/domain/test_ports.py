@@ -65,6 +65,11 @@ async def test_sets(ports: Ports) -> None:
     await cache.replace_set("empty", [], ttl=60)
     assert await cache.exists("empty")  # "cached, nothing taken" differs from "not cached"
     assert await cache.smembers("empty") == set()
+    # One member asked for: None for no set at all, else whether it holds the member.
+    assert await cache.set_contains("missing", "200") is None
+    assert await cache.set_contains("s", "200") is True
+    assert await cache.set_contains("s", "100") is False
+    assert await cache.set_contains("empty", "200") is False
     await cache.expire("s", 0.2)
     deadline = asyncio.get_running_loop().time() + 5
     while await cache.exists("s"):

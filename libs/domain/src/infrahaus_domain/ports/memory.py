@@ -87,6 +87,11 @@ class MemoryCache:
             value = self._live(key)
             return set(value) if isinstance(value, set) else set()
 
+    async def set_contains(self, key: str, member: str) -> bool | None:
+        with self._guard:
+            value = self._live(key)
+            return member in value if isinstance(value, set) else None
+
     async def replace_set(self, key: str, members: Iterable[str], *, ttl: float) -> None:
         with self._guard:
             self._values[key] = (set(members), self._deadline(ttl))

@@ -68,6 +68,13 @@ class RedisCache:
         raw: set[bytes] = await self._redis.smembers(self._k(key))
         return {m.decode() for m in raw if m}
 
+    async def set_contains(self, key: str, member: str) -> bool | None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self._k(key))
+            pipe.sismember(self._k(key), member)
+            exists, contains = await pipe.execute()
+        return bool(contains) if exists else None
+
     async def replace_set(self, key: str, members: Iterable[str], *, ttl: float) -> None:
         # An empty Redis set does not exist: keep a marker member so "cached and empty" differs from "not cached".
         values = [*members, ""]
