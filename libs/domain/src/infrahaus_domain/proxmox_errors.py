@@ -39,7 +39,7 @@ from infrahaus_proxmox.errors import (
     ProxmoxUnreachable,
     ProxmoxValidationError,
 )
-from infrahaus_proxmox.pct import (
+from infrahaus_proxmox.ssh_types import (
     PctNotRunning,
     PctPushFailed,
     PctTimeout,

@@ -34,16 +34,58 @@ import re
 import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
 import asyncssh
 
-from infrahaus_proxmox.errors import ProxmoxError, ProxmoxLocked, ProxmoxNotFound
+from infrahaus_proxmox.errors import ProxmoxLocked, ProxmoxNotFound
+from infrahaus_proxmox.ssh_types import (
+    ExecResult as ExecResult,
+)
+from infrahaus_proxmox.ssh_types import (
+    ExpectedFile as ExpectedFile,
+)
+from infrahaus_proxmox.ssh_types import (
+    FileMismatch as FileMismatch,
+)
+from infrahaus_proxmox.ssh_types import (
+    OnLine as OnLine,
+)
+from infrahaus_proxmox.ssh_types import (
+    OutputLine as OutputLine,
+)
+from infrahaus_proxmox.ssh_types import (
+    PctNotRunning as PctNotRunning,
+)
+from infrahaus_proxmox.ssh_types import (
+    PctPushFailed as PctPushFailed,
+)
+from infrahaus_proxmox.ssh_types import (
+    PctTimeout as PctTimeout,
+)
+from infrahaus_proxmox.ssh_types import (
+    SshAuthError as SshAuthError,
+)
+from infrahaus_proxmox.ssh_types import (
+    SshConnectionLost as SshConnectionLost,
+)
+from infrahaus_proxmox.ssh_types import (
+    SshError as SshError,
+)
+from infrahaus_proxmox.ssh_types import (
+    SshHostKeyMismatch as SshHostKeyMismatch,
+)
+from infrahaus_proxmox.ssh_types import (
+    SshTarget as SshTarget,
+)
+from infrahaus_proxmox.ssh_types import (
+    SshUnreachable as SshUnreachable,
+)
+from infrahaus_proxmox.ssh_types import (
+    Stream as Stream,
+)
 
 log = logging.getLogger(__name__)
 
-Stream = Literal["stdout", "stderr"]
 # How much later than the remote `timeout` the local deadline fires (the remote one should win).
 _LOCAL_GRACE = 2.0
 # Remote `timeout` sends TERM, then KILL this many seconds later.
@@ -70,99 +112,6 @@ _LOCKED = re.compile(r"^(CT is locked \(.*\)|can't lock file '.*' - got timeout)
 _VERIFY = (
     'for f; do if [ -f "$f" ]; then stat -c "%s %a %u %g" -- "$f" && sha256sum < "$f"; else echo missing; fi; done'
 )
-
-
-class SshError(ProxmoxError):
-    """Root of the SSH/pct errors."""
-
-
-class SshUnreachable(SshError):
-    """The node's SSH port cannot be reached (refused, timed out, reset during the handshake)."""
-
-
-class SshConnectionLost(SshUnreachable):
-    """The connection dropped while a command was running; the command may have partly run."""
-
-
-class SshAuthError(SshError):
-    """The node refused the credentials."""
-
-
-class SshHostKeyMismatch(SshError):
-    """The node presented a host key other than the pinned one."""
-
-
-class PctTimeout(SshError):
-    """A command did not finish within its timeout (it was killed)."""
-
-
-class PctNotRunning(SshError):
-    """`pct exec`/`pct push` was refused because the container is not running."""
-
-
-class PctPushFailed(SshError):
-    """`pct push` said something (it exits 0 even when writing inside the container failed): its message."""
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedFile:
-    """What a pushed file must look like inside the container."""
-
-    path: str
-    sha256: str
-    size: int
-    mode: int
-    uid: int = 0
-    gid: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FileMismatch:
-    """A pushed file that is not what was sent: which one, and how (``missing``, ``size``, ``sha256``, ...)."""
-
-    path: str
-    problem: str
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where and how to log in. ``private_key`` is OpenSSH/PEM private key text; ``host_key`` an OpenSSH
-    public key line that pins the node (None = trust on first use)."""
-
-    host: str
-    port: int = 22
-    username: str = "root"
-    password: str | None = field(default=None, repr=False)
-    private_key: str | None = field(default=None, repr=False)
-    host_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutputLine:
-    """One line of a command's output (without its newline) and the stream it came on."""
-
-    stream: Stream
-    text: str
-
-
-@dataclass(slots=True)
-class ExecResult:
-    """A finished command: exit code and its last output lines (at most `KEEP_BYTES`), per stream and in arrival
-    order; `omitted_lines`/`omitted_bytes` count what came before them and was not kept."""
-
-    exit_code: int
-    stdout: list[str] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-    lines: list[OutputLine] = field(default_factory=list)
-    omitted_lines: int = 0
-    omitted_bytes: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-
-OnLine = Callable[[OutputLine], Awaitable[None] | None]
 
 
 class _Session(asyncssh.SSHClientSession[bytes]):

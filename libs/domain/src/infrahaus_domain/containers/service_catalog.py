@@ -28,7 +28,7 @@ from infrahaus_domain.ports import Cache
 from infrahaus_domain.proxmox_errors import ssh_domain_error
 from infrahaus_domain.service_base import DomainService
 from infrahaus_proxmox.errors import ProxmoxNotFound
-from infrahaus_proxmox.pct import PctNotRunning, SshError
+from infrahaus_proxmox.ssh_types import PctNotRunning, SshError
 
 HTTPS_PORTS = frozenset({443, 8443, 9443})
 HTTP_PORTS = frozenset({80, 3000, 3001, 5000, 5601, 8000, 8008, 8080, 8081, 8088, 8888, 9000, 9090, 19999})

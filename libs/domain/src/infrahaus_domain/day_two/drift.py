@@ -35,7 +35,7 @@ from infrahaus_domain.nodes.errors import NodeRequestError
 from infrahaus_domain.proxmox_errors import ssh_domain_error
 from infrahaus_proxmox.errors import ProxmoxNotFound
 from infrahaus_proxmox.models import LxcConfig
-from infrahaus_proxmox.pct import PctNotRunning, SshError
+from infrahaus_proxmox.ssh_types import PctNotRunning, SshError
 
 # Reads what it is given as (kind, name) argument pairs, one answer line per pair, tab-separated.
 PROBE = r"""

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,7 +27,10 @@ from infrahaus_domain.proxmox_errors import domain_error, not_a_proxmox_node
 from infrahaus_domain.settings import OutboundSettings
 from infrahaus_proxmox import CertificateInfo, ProxmoxClient, TlsPolicy, TokenAuth, fetch_certificate
 from infrahaus_proxmox.errors import ProxmoxAuthError, ProxmoxError, ProxmoxUnreachable
-from infrahaus_proxmox.pct import PctExecRunner, SshHostKeyMismatch, SshTarget, SshUnreachable
+from infrahaus_proxmox.ssh_types import SshHostKeyMismatch, SshTarget, SshUnreachable
+
+if TYPE_CHECKING:
+    from infrahaus_proxmox.pct import PctExecRunner
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -161,9 +165,11 @@ class NodeAccess:
             resolver=self.resolve_api,
         )
 
-    def runner(self, endpoint: "NodeEndpoint", *, connect_timeout: float = 10.0) -> PctExecRunner:
+    def runner(self, endpoint: "NodeEndpoint", *, connect_timeout: float = 10.0) -> "PctExecRunner":
         """An SSH runner for `pct` on the node, pinned to its stored host key; without one, the first key seen is
         pinned for every later connection by any path."""
+        from infrahaus_proxmox.pct import PctExecRunner  # loads asyncssh: only a process that uses SSH pays for it
+
         target = SshTarget(
             host=endpoint.ssh_host,
             port=endpoint.ssh_port,
@@ -200,6 +206,8 @@ class NodeAccess:
 
 def ssh_key_errors(private_key: str | None, host_key: str | None) -> list[FieldError]:
     """Field errors for SSH keys the runner could not use (checked without connecting; messages quote no key)."""
+    from infrahaus_proxmox.pct import PctExecRunner  # see `NodeAccess.runner`
+
     errors: list[FieldError] = []
     if private_key is not None:
         try:

@@ -54,7 +54,7 @@ from infrahaus_domain.proxmox_errors import ssh_error_code
 from infrahaus_domain.reads import to_read
 from infrahaus_domain.service_base import DomainService
 from infrahaus_proxmox import normalize_fingerprint
-from infrahaus_proxmox.pct import SshError
+from infrahaus_proxmox.ssh_types import SshError
 
 # Changing any of these points the node's API somewhere else (or authenticates differently): re-test.
 _API_FIELDS = ("host", "port", "pve_node", "token_id", "token_secret", "tls_verify", "tls_fingerprint")
