@@ -98,7 +98,7 @@ def _concurrent_creations(run: Run, data: dict[str, Any] | None) -> list[Figure]
         return []
     value = float(ratio.group(1))
     failed = "FAILED operations" in run.output
-    return [
+    figures = [
         Figure(
             f"{many.group(1)} concurrent creations: makespan / one creation",
             f"{many.group(2)} s / {one.group(1)} s = {value:.2f} x{' (some FAILED)' if failed else ''}",
@@ -106,6 +106,13 @@ def _concurrent_creations(run: Run, data: dict[str, Any] | None) -> list[Figure]
             value <= 1.5 and not failed,
         )
     ]
+    for who in ("worker", "simulator"):
+        cpu = _search(rf"^{who} CPU per creation:\s+([0-9.]+) s", run.output)
+        if cpu:
+            figures.append(
+                Figure(f"{who} CPU-seconds per creation (of the concurrent ones)", f"{cpu.group(1)} s", "-", None)
+            )
+    return figures
 
 
 def _generic(run: Run, data: dict[str, Any] | None) -> list[Figure]:

@@ -103,6 +103,21 @@ def _process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
                     process.wait()
 
 
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of every live process in a process group, plus what they reaped of their children
+    (the simulator's sandboxed container commands), from /proc."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        # After the command name: state, ppid, pgrp, ..., utime (14th field of the line), stime, cutime, cstime.
+        if int(fields[2]) == pgid:
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def _fingerprint(port: int) -> str:
     deadline = time.monotonic() + 60
     while True:
@@ -151,8 +166,8 @@ async def run(count: int, task_duration: float) -> float:
         sim_argv += ["--task-duration", str(task_duration), "--data-dir", str(Path(tmp) / "pvesim")]
         worker_argv = ["worker", "--processes", "1", "--threads", str(count)]
         with (
-            _process(sim_argv, env, Path(tmp) / "pvesim.log"),
-            _process(worker_argv, env, Path(tmp) / "worker.log"),
+            _process(sim_argv, env, Path(tmp) / "pvesim.log") as simulator,
+            _process(worker_argv, env, Path(tmp) / "worker.log") as worker,
         ):
             node = {
                 "name": "pve",
@@ -185,14 +200,21 @@ async def run(count: int, task_duration: float) -> float:
                     one = time.monotonic() - started
 
                     started = time.monotonic()
+                    cpu_before = _group_cpu_seconds(worker.pid), _group_cpu_seconds(simulator.pid)
                     op_ids = await asyncio.gather(*(_create(http, template_id, 300 + i) for i in range(count)))
                     results = await _wait_all(http, list(op_ids), timeout=600)
                     makespan = time.monotonic() - started
+                    worker_cpu = _group_cpu_seconds(worker.pid) - cpu_before[0]
+                    simulator_cpu = _group_cpu_seconds(simulator.pid) - cpu_before[1]
     failed = [op for op in [*single.values(), *results.values()] if op["status"] != "succeeded"]
     ratio = makespan / one
     print(f"one creation:              {one:6.2f} s")  # noqa: T201
     print(f"{count} concurrent creations: {makespan:6.2f} s (makespan)")  # noqa: T201
     print(f"ratio:                     {ratio:6.2f} x   (target <= {TARGET_RATIO})")  # noqa: T201
+    # The worker's own cost, apart from the simulator's (which a real node pays on its own CPUs).
+    print(f"worker CPU per creation:   {worker_cpu / count:6.2f} s")  # noqa: T201
+    print(f"simulator CPU per creation: {simulator_cpu / count:5.2f} s")  # noqa: T201
+    print(f"machine: 2 CPUs, 1-minute load average {os.getloadavg()[0]:.1f} at the end")  # noqa: T201
     if failed:
         print(f"FAILED operations: {[(op['id'], op['error']) for op in failed]}")  # noqa: T201
     return ratio
