@@ -9,6 +9,9 @@ import pytest
 
 from tests.integration.api.test_openapi import COMMITTED
 
+# One worker runs the whole module, so its module-scoped fixture is built once under pytest-xdist.
+pytestmark = pytest.mark.xdist_group("api_sdk")
+
 
 @pytest.fixture(scope="module")
 def generated_sdk(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# One worker runs the whole module, so its module-scoped fixture is built once under pytest-xdist.
+pytestmark = pytest.mark.xdist_group("outbound_isolated")
+
 REPO = Path(__file__).resolve().parents[3]
 
 CHILD = r"""
