@@ -198,6 +198,10 @@ class ProgressStream:
             message = msgspec.json.decode(raw, type=BusMessage)
             if message.kind == "operation":
                 if message.data.get("id") == str(tracked) and message.data.get("status") in TERMINAL_STATUSES:
+                    # The end is published after its transaction committed, but the bus may deliver that
+                    # transaction's own events after it: read them from the store, so none is left out.
+                    for item in await self._stored_since(self.last):
+                        pending.setdefault(_item_id(item), item)
                     for ident in sorted(pending):
                         yield self._advance(pending.pop(ident))
                     yield _done(self.last, tracked, message.data["status"])
